@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, model_validato
 from cuaflow.dsl.actions import Action
 from cuaflow.dsl.conditions import Condition
 
-DSL_VERSION = "2026-06-01"
+DSL_VERSION: Literal["2026-06-01"] = "2026-06-01"
 STEP_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
