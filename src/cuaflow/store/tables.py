@@ -120,6 +120,7 @@ runs = Table(
     Column("params", _json(), nullable=False),
     Column("inputs", _json(), nullable=False),
     Column("output", _nullable_json(), nullable=True),
+    Column("result", _nullable_json(), nullable=True),
     Column("error", _nullable_json(), nullable=True),
     Column("guards", _json(), nullable=False),
     Column("current_step_id", String, nullable=True),

@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("params", _json(), nullable=False),
         sa.Column("inputs", _json(), nullable=False),
         sa.Column("output", _nullable_json(), nullable=True),
+        sa.Column("result", _nullable_json(), nullable=True),
         sa.Column("error", _nullable_json(), nullable=True),
         sa.Column("guards", _json(), nullable=False),
         sa.Column("current_step_id", sa.String(), nullable=True),

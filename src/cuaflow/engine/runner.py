@@ -1,0 +1,128 @@
+"""Drive one claimed run: rebuild its state, interpret it, record how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from cuaflow.dsl.models import Workflow
+from cuaflow.engine.interpreter import Interpreter
+from cuaflow.engine.outcomes import RunEnded, StepFailed, Suspended
+from cuaflow.engine.run_state import RunState, deadline_error
+from cuaflow.errors import StoreError
+from cuaflow.store import runs as store
+from cuaflow.store.writer import Event, UnitOfWork, Writer
+
+log = logging.getLogger(__name__)
+
+
+async def drive_run(
+    engine: sa.Engine,
+    writer: Writer,
+    run_id: str,
+    *,
+    data_dir: Path,
+    cancel_requested: Callable[[], bool] = lambda: False,
+) -> str:
+    """Execute a claimed run until it finishes or waits; return what happened.
+
+    Returns ``"finished"``, ``"suspended"`` or ``"released"`` (the run was not
+    in a state to execute, or the store failed and another claim will retry).
+    """
+    try:
+        run = await asyncio.to_thread(store.get_run, engine, run_id)
+        if run["status"] in store.FINISHED:
+            return "released"
+        journal = await asyncio.to_thread(store.load_journal, engine, run_id)
+        signals = await asyncio.to_thread(store.load_signals, engine, run_id)
+    except StoreError:
+        log.exception("could not load run %s; its lease will lapse and it will be retried", run_id)
+        return "released"
+    state = RunState(
+        run=run,
+        workflow=Workflow.model_validate(run["definition"]),
+        journal=journal,
+        signals=signals,
+        writer=writer,
+        workdir=data_dir / "runs" / run_id,
+    )
+    if run["cancel_requested"]:
+        return await _finish(state, RunEnded("cancelled", error=_cancelled()))
+    _mark_started(state)
+    try:
+        state.check_deadline()
+        async with asyncio.timeout(_seconds_left(state)):
+            await Interpreter(state).execute()
+    except RunEnded as end:
+        return await _finish(state, end)
+    except StepFailed as failure:
+        return await _finish(state, RunEnded("failed", error=failure.as_error()))
+    except Suspended:
+        return "suspended"
+    except TimeoutError:
+        error = deadline_error(state.guards, state.current_step_id)
+        return await _finish(state, RunEnded("timed_out", error=error))
+    except asyncio.CancelledError:
+        if not cancel_requested():
+            raise  # shutting down or the lease was lost: another claim replays the run
+        return await _finish(state, RunEnded("cancelled", error=_cancelled()))
+    except StoreError:
+        log.exception("store failed while running %s; it will be retried", run_id)
+        return "released"
+    except Exception as exc:
+        log.exception("run %s failed on an internal error", run_id)
+        error = {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"}
+        return await _finish(state, RunEnded("failed", error=error))
+    return "finished"  # pragma: no cover  # execute() always ends by raising
+
+
+def _cancelled() -> dict[str, Any]:
+    return {"code": "CANCELLED", "message": "cancelled by request"}
+
+
+def _mark_started(state: RunState) -> None:
+    run = state.run
+    now = time.time()
+    unit = UnitOfWork()
+    if run["started_at"] is None:
+        values: dict[str, Any] = {"status": "running", "started_at": now}
+        deadline = state.guards.get("deadline_seconds")
+        if deadline is not None:
+            values["deadline_at"] = run["deadline_at"] = now + deadline
+            unit.new_timers.append(
+                {"run_id": state.run_id, "kind": "deadline", "due_at": now + deadline}
+            )
+        unit.update_run(state.run_id, **values)
+        unit.events.append(Event(state.run_id, "status", {"status": "running"}))
+        state.submit(unit)
+    elif run["status"] != "running":
+        unit.update_run(state.run_id, status="running")
+        state.submit(unit)
+
+
+def _seconds_left(state: RunState) -> float | None:
+    deadline_at = state.run.get("deadline_at")
+    return None if deadline_at is None else max(0.0, deadline_at - time.time())
+
+
+async def _finish(state: RunState, end: RunEnded) -> str:
+    unit = store.finish_unit(state.run_id, end.status, output=end.output, error=end.error)
+    unit.update_run(state.run_id, iterations_used=state.iterations)
+    state.submit(unit)
+    try:
+        await state.flush()
+    except StoreError:
+        log.exception("could not record the end of run %s; it will be retried", state.run_id)
+        return "released"
+    finally:
+        for machine in state.machines.values():
+            with contextlib.suppress(Exception):
+                await machine.close()
+    return "finished"

@@ -1,0 +1,275 @@
+"""The ``task`` step: a task run carried out by an agent on a machine.
+
+Each task step instance creates a task run (``run_...``, ``object: agent.run``)
+linked to its workflow run both ways. Every agent step is billed and its events
+committed before the next one starts, so ``spent_cents`` stays exact whatever
+happens. A task in flight when its worker died starts again from the beginning
+(at least once); the earlier attempt's task run is marked failed, its agent
+steps stay billed, and a ``text`` event says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cuaflow.agents.base import Agent, TaskOutcome
+from cuaflow.agents.scripted import ScriptedAgent
+from cuaflow.dsl import models as m
+from cuaflow.engine.outcomes import StepFailed
+from cuaflow.errors import AgentError
+from cuaflow.machines.base import ActionResult, Machine
+from cuaflow.machines.terminal import TerminalMachine
+from cuaflow.store.runs import new_id
+from cuaflow.store.writer import Event, UnitOfWork
+
+if TYPE_CHECKING:
+    from cuaflow.engine.interpreter import Interpreter, Scope
+    from cuaflow.engine.run_state import RunState
+
+LOCAL_TERMINAL = "local-terminal"
+EVENT_OUTPUT_CHARS = 2000
+DEFAULT_MAX_STEPS = 50
+
+
+async def run_task_step(
+    interp: Interpreter, step: m.TaskStep, path: str, scope: Scope
+) -> tuple[dict[str, Any], UnitOfWork]:
+    """Run a task step; return its binding and the writes that finish its task run."""
+    state = interp.state
+    params = state.params
+    task_text = str(interp.render(step.task, scope, step.id))
+    cua_version = step.cua_version or params.get("cua_version") or "v3"
+    machine_id = step.machine_id or params.get("machine_id") or LOCAL_TERMINAL
+    task_run_id = new_id("run_")
+    _start(state, step, path, task_run_id, task_text, cua_version, machine_id)
+    await state.flush()
+    machine = _machine(state, machine_id)
+    ctx = _Context(
+        interp=interp,
+        scope=scope,
+        run_id=state.run_id,
+        step_path=path,
+        task=task_text,
+        step=step,
+        machine=machine or _NO_MACHINE,
+        max_steps=step.max_steps or params.get("max_steps") or DEFAULT_MAX_STEPS,
+        secrets=state.secrets,
+        task_run_id=task_run_id,
+        price=state.price(cua_version),
+    )
+    finish = UnitOfWork()
+    try:
+        if machine is None:
+            outcome = TaskOutcome.failed(f"no machine '{machine_id}'", code="MACHINE_NOT_FOUND")
+        else:
+            outcome = await _perform(ctx, _agent(step))
+    except (StepFailed, asyncio.CancelledError) as stop:
+        if isinstance(stop, StepFailed):
+            status, error = "failed", {"code": stop.code, "message": stop.message}
+        else:
+            status, error = "cancelled", {"code": "CANCELLED", "message": "the run was cancelled"}
+        unit = UnitOfWork()
+        unit.update_run(task_run_id, status=status, error=error, finished_at=time.time())
+        state.submit(unit)
+        raise
+    binding = {
+        "status": outcome.status,
+        "passed": outcome.passed,
+        "result": {"passed": outcome.passed, "status": outcome.status, "summary": outcome.summary},
+        "output": outcome.output,
+        "run_id": task_run_id,
+        "steps": ctx.steps,
+        "cost_cents": ctx.cost_cents,
+        "error": outcome.error,
+    }
+    finish.update_run(
+        task_run_id,
+        status=outcome.status,
+        result=binding["result"],
+        output=outcome.output,
+        error=outcome.error,
+        finished_at=time.time(),
+    )
+    finish.events.append(Event(task_run_id, "done", {"status": outcome.status, **binding}))
+    return binding, finish
+
+
+def _start(
+    state: RunState,
+    step: m.TaskStep,
+    path: str,
+    task_run_id: str,
+    task_text: str,
+    cua_version: str,
+    machine_id: str,
+) -> None:
+    now = time.time()
+    run_id = state.run_id
+    unit = UnitOfWork()
+    earlier = state.journal.get(path)
+    if earlier is not None and earlier.get("state") == "started":
+        lost = (earlier.get("result") or {}).get("task_run_id")
+        if lost:
+            lost_error = {"code": "WORKER_LOST", "message": "the worker running it stopped"}
+            unit.update_run(lost, status="failed", error=lost_error, finished_at=now)
+        message = (
+            f"task step '{step.id}' restarted from the beginning after its worker stopped; "
+            "agent steps it took before stay billed"
+        )
+        unit.events.append(Event(run_id, "text", {"step_id": step.id, "message": message}, step.id))
+    params = state.params
+    unit.new_runs.append(
+        {
+            "id": task_run_id,
+            "tenant_id": state.run["tenant_id"],
+            "kind": "task",
+            "status": "running",
+            "parent_run_id": run_id,
+            "workflow_id": state.run["workflow_id"],
+            "step_id": path,
+            "definition": {},
+            "params": {
+                "task": task_text,
+                "machine_id": machine_id,
+                "cua_version": cua_version,
+                "instructions": step.instructions or params.get("instructions"),
+                "max_steps": step.max_steps or params.get("max_steps") or DEFAULT_MAX_STEPS,
+                "on_awaiting_human": step.on_awaiting_human or params.get("on_awaiting_human"),
+            },
+            "inputs": {},
+            "guards": {},
+            "test_mode": state.test_mode,
+            "created_at": now,
+            "started_at": now,
+        }
+    )
+    unit.journal.append(
+        {
+            "run_id": run_id,
+            "path": path,
+            "step_id": step.id,
+            "step_type": "task",
+            "state": "started",
+            "result": {"task_run_id": task_run_id},
+        }
+    )
+    started = {"step_id": step.id, "path": path, "type": "task", "status": "started",
+               "run_id": task_run_id, "task": task_text}  # fmt: skip
+    unit.events.append(Event(run_id, "step", started, step_id=step.id))
+    unit.events.append(Event(task_run_id, "status", {"status": "running"}))
+    unit.update_run(run_id, current_step_id=step.id)
+    state.journal[path] = {"state": "started", "result": {"task_run_id": task_run_id}}
+    state.submit(unit)
+
+
+async def _perform(ctx: _Context, agent: Agent) -> TaskOutcome:
+    try:
+        if ctx.step.timeout_seconds is None:
+            return await agent.run(ctx)
+        async with asyncio.timeout(ctx.step.timeout_seconds):
+            return await agent.run(ctx)
+    except AgentError as exc:
+        return TaskOutcome.failed(str(exc), code=exc.code)
+    except TimeoutError:
+        return TaskOutcome.failed(
+            f"the task took longer than its timeout_seconds ({ctx.step.timeout_seconds})",
+            code="TASK_TIMEOUT",
+        )
+
+
+# Stands in for a machine that does not exist; never asked to act (the task fails first).
+_NO_MACHINE = TerminalMachine("none", Path("/nonexistent"))
+
+
+def _agent(step: m.TaskStep) -> Agent:
+    # Model providers (openai, anthropic) and the test-mode simulation plug in
+    # here; the scripted agent explains how to configure them when a step has
+    # no actions.
+    return ScriptedAgent()
+
+
+def _machine(state: RunState, machine_id: str) -> Machine | None:
+    machine = state.machines.get(machine_id)
+    if machine is None and machine_id == LOCAL_TERMINAL:
+        machine = TerminalMachine(LOCAL_TERMINAL, state.workdir)
+        state.machines[machine_id] = machine
+    return machine
+
+
+@dataclass
+class _Context:
+    """The engine's side of :class:`cuaflow.agents.base.AgentContext`."""
+
+    interp: Interpreter
+    scope: Scope
+    run_id: str
+    step_path: str
+    task: str
+    step: m.TaskStep
+    machine: Machine
+    max_steps: int
+    secrets: Mapping[str, str]
+    task_run_id: str
+    price: int
+    steps: int = 0
+    cost_cents: int = 0
+
+    def render(self, value: Any) -> Any:
+        return self.interp.render(value, self.scope, self.step.id)
+
+    async def begin_agent_step(self) -> None:
+        state = self.interp.state
+        state.check_deadline(self.step.id)
+        state.check_budget(self.price, self.step.id)
+
+    async def end_agent_step(self, action: dict[str, Any], result: ActionResult) -> None:
+        state = self.interp.state
+        state.spent_cents += self.price
+        state.steps_completed += 1
+        self.steps += 1
+        self.cost_cents += self.price
+        call = {
+            "step_id": self.step.id,
+            "path": self.step_path,
+            "run_id": self.task_run_id,
+            "action": action,
+            "ok": result.ok,
+            "exit_code": result.exit_code,
+            "error": result.error,
+            "output": result.output[-EVENT_OUTPUT_CHARS:],
+        }
+        billing = {"step_id": self.step.id, "cents": self.price, "spent_cents": state.spent_cents}
+        unit = UnitOfWork(
+            events=[
+                Event(self.run_id, "tool_call", call, step_id=self.step.id),
+                Event(self.run_id, "billing", billing, step_id=self.step.id),
+                Event(self.task_run_id, "tool_call", {"action": action}),
+                Event(self.task_run_id, "tool_result", call),
+            ],
+            billing=[
+                {
+                    "run_id": self.run_id,
+                    "task_run_id": self.task_run_id,
+                    "path": self.step_path,
+                    "cents": self.price,
+                }
+            ],
+        )
+        for run_id in (self.run_id, self.task_run_id):
+            unit.update_run(run_id, **{"+spent_cents": self.price, "+steps_completed": 1})
+        state.submit(unit)
+        await state.flush()
+
+    async def emit(self, type: str, data: dict[str, Any]) -> None:  # protocol name
+        unit = UnitOfWork(
+            events=[
+                Event(self.task_run_id, type, data),
+                Event(self.run_id, type, {"step_id": self.step.id, **data}, step_id=self.step.id),
+            ]
+        )
+        self.interp.state.submit(unit)

@@ -1,0 +1,234 @@
+"""Group commit: many runs' step results written in one transaction.
+
+Every step instance a run completes becomes a :class:`UnitOfWork` (its journal
+row, its events, its billing, its changes to run rows). Units are queued here
+and a single flusher writes everything queued so far in one transaction, then
+resolves each unit's future. While one transaction commits the next batch
+gathers, so the cost of a commit is shared by every run that finished a step
+meanwhile: this is what lets one SQLite file carry thousands of durable steps a
+second.
+
+Units commit in the order they were queued. A run may therefore queue several
+control-flow steps without waiting and only wait (``await`` the last future)
+before something leaves the process: an agent action, a suspension, the end of
+the run. If the process dies first, nothing after the last committed unit is
+journalled, and replay recomputes it.
+
+Event ``seq`` numbers are assigned inside the transaction from ``runs.last_seq``
+(read under the write lock), so they are gap-free per run even when an API
+process appends events to the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from cuaflow.store import tables
+from cuaflow.store.database import translate_errors
+
+
+@dataclass
+class Event:
+    """One event to append to a run's log."""
+
+    run_id: str
+    type: str
+    data: dict[str, Any]
+    step_id: str | None = None
+
+
+@dataclass
+class UnitOfWork:
+    """What one step instance (or one agent step) writes, all or nothing."""
+
+    events: list[Event] = field(default_factory=list)
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    billing: list[dict[str, Any]] = field(default_factory=list)
+    # run id -> columns to set; "+column" keys are added to the current value.
+    run_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    new_timers: list[dict[str, Any]] = field(default_factory=list)
+    # (run id, timer kind) pairs whose timers are deleted.
+    cancel_timers: list[tuple[str, str]] = field(default_factory=list)
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Set columns of a run row; a key starting with ``+`` adds to the column."""
+        self.run_updates.setdefault(run_id, {}).update(values)
+
+
+CommitListener = Callable[[list[tuple[str, int]]], None]
+
+
+class Writer:
+    """Queues units of work and commits them in batches from one thread."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuaflow-writer")
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[CommitListener] = []
+        self.batches = 0
+        self.units = 0
+
+    def start(self) -> None:
+        """Start the flusher on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is not None:
+            while self._pending:
+                await asyncio.sleep(0.001)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._thread.shutdown(wait=True)
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener([(run_id, last_seq), ...])`` after each batch that wrote events."""
+        self._listeners.append(listener)
+
+    def submit(self, unit: UnitOfWork) -> asyncio.Future[None]:
+        """Queue a unit; the returned future resolves once it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((unit, future))
+        self._wakeup.set()
+        return future
+
+    async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                seqs = await loop.run_in_executor(self._thread, self._commit, [u for u, _ in batch])
+            except Exception as exc:  # every waiter must learn why its write failed
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.units += len(batch)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            if seqs:
+                for listener in self._listeners:
+                    listener(seqs)
+
+    def _commit(self, units: list[UnitOfWork]) -> list[tuple[str, int]]:
+        with translate_errors(), self._engine.begin() as conn:
+            return apply_units(conn, units)
+
+
+def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str, int]]:
+    """Write ``units`` in order inside the caller's transaction; return new last seqs."""
+    now = time.time()
+    new_runs = [row for unit in units for row in unit.new_runs]
+    if new_runs:
+        conn.execute(tables.runs.insert(), new_runs)
+    events = [event for unit in units for event in unit.events]
+    last_seq: dict[str, int] = {}
+    if events:
+        run_ids = sorted({event.run_id for event in events})
+        query = (
+            sa.select(tables.runs.c.id, tables.runs.c.last_seq)
+            .where(tables.runs.c.id.in_(run_ids))
+            .with_for_update()
+        )
+        last_seq = {row.id: row.last_seq for row in conn.execute(query)}
+        rows = []
+        for event in events:
+            if event.run_id not in last_seq:
+                continue  # the run is gone (deleted); its events go with it
+            last_seq[event.run_id] += 1
+            rows.append(
+                {
+                    "run_id": event.run_id,
+                    "seq": last_seq[event.run_id],
+                    "type": event.type,
+                    "step_id": event.step_id,
+                    "data": event.data,
+                    "created_at": now,
+                }
+            )
+        conn.execute(tables.events.insert(), rows)
+    _update_runs(conn, units, last_seq)
+    journal = [row for unit in units for row in unit.journal]
+    if journal:
+        _upsert_journal(conn, journal, now)
+    billing = [row | {"created_at": now} for unit in units for row in unit.billing]
+    if billing:
+        conn.execute(tables.billing.insert(), billing)
+    for unit in units:
+        for run_id, kind in unit.cancel_timers:
+            conn.execute(
+                tables.timers.delete().where(
+                    tables.timers.c.run_id == run_id, tables.timers.c.kind == kind
+                )
+            )
+    timers = [row | {"created_at": now} for unit in units for row in unit.new_timers]
+    if timers:
+        conn.execute(tables.timers.insert(), timers)
+    return sorted(last_seq.items())
+
+
+def _update_runs(conn: sa.Connection, units: list[UnitOfWork], last_seq: dict[str, int]) -> None:
+    merged: dict[str, dict[str, Any]] = {
+        run_id: {"last_seq": seq} for run_id, seq in last_seq.items()
+    }
+    for unit in units:
+        for run_id, values in unit.run_updates.items():
+            target = merged.setdefault(run_id, {})
+            for key, value in values.items():
+                if key.startswith("+"):
+                    target[key] = target.get(key, 0) + value
+                else:
+                    target[key] = value
+    # Runs whose updates name the same columns share one executemany.
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run_id, values in merged.items():
+        row = {"_id": run_id} | {_param(key): value for key, value in values.items()}
+        groups.setdefault(tuple(sorted(values)), []).append(row)
+    runs = tables.runs
+    for keys, rows in groups.items():
+        assignments: dict[str, Any] = {}
+        for key in keys:
+            column = key.removeprefix("+")
+            value = sa.bindparam(_param(key))
+            assignments[column] = runs.c[column] + value if key.startswith("+") else value
+        statement = runs.update().where(runs.c.id == sa.bindparam("_id")).values(assignments)
+        conn.execute(statement, rows)
+
+
+def _param(key: str) -> str:
+    # Bind parameter names must be plain identifiers in every driver's paramstyle.
+    return f"inc_{key[1:]}" if key.startswith("+") else f"set_{key}"
+
+
+def _upsert_journal(conn: sa.Connection, rows: list[dict[str, Any]], now: float) -> None:
+    journal = tables.journal
+    conn.execute(
+        journal.delete().where(
+            journal.c.run_id == sa.bindparam("_run_id"), journal.c.path == sa.bindparam("_path")
+        ),
+        [{"_run_id": row["run_id"], "_path": row["path"]} for row in rows],
+    )
+    # One path may appear twice in a batch (started, then completed): keep the last.
+    latest = {(row["run_id"], row["path"]): row for row in rows}
+    conn.execute(journal.insert(), [row | {"created_at": now} for row in latest.values()])

@@ -1,0 +1,151 @@
+"""The worker: claims runnable runs, keeps their leases, fires timers.
+
+One worker runs many runs at once on one asyncio loop. It claims runs whose
+``runnable_at`` has come and whose lease is free or lapsed, renews the leases
+of the runs it holds on a heartbeat, and stops a run within a second when its
+cancellation is requested (the heartbeat reads ``cancel_requested``). If the
+worker dies, its leases lapse and another worker (or this one restarted)
+claims the runs and replays them from their journals. Several worker processes
+may share one database: a claim is one transaction, so a run has one owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cuaflow.engine.runner import drive_run
+from cuaflow.errors import StoreError
+from cuaflow.store import runs as store
+from cuaflow.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Claims and executes runs from one database until stopped."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        data_dir: Path,
+        concurrency: int = 1000,
+        lease_seconds: float = 15.0,
+        poll_seconds: float = 0.25,
+        heartbeat_seconds: float = 0.5,
+        writer: Writer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.data_dir = data_dir
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.writer = writer or Writer(engine)
+        self._own_writer = writer is None
+        self._tasks: dict[str, asyncio.Task[str]] = {}
+        self._cancelling: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def active_runs(self) -> int:
+        """How many runs this worker is executing now."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Start claiming, heartbeating and firing timers in the background."""
+        self.writer.start()
+        self._loops = [
+            asyncio.create_task(self._claim_forever(), name="cuaflow-claim"),
+            asyncio.create_task(self._heartbeat_forever(), name="cuaflow-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; interrupt running runs (their leases lapse and they resume later)."""
+        for loop in self._loops:
+            loop.cancel()
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks.values(), return_exceptions=True)
+        if self._own_writer:
+            await self.writer.close()
+
+    def wake(self) -> None:
+        """Look for work now rather than at the next poll (a run was created or resumed)."""
+        self._wakeup.set()
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a run this worker executes, as cancelled; False if it is not here."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._cancelling.add(run_id)
+        task.cancel()
+        return True
+
+    async def _claim_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(store.fire_due_timers, self.engine)
+                free = self.concurrency - len(self._tasks)
+                if free > 0:
+                    ids = await asyncio.to_thread(
+                        store.claim_runs, self.engine, self.owner, free, self.lease_seconds
+                    )
+                    for run_id in ids:
+                        if run_id not in self._tasks:
+                            self._spawn(run_id)
+            except StoreError:
+                log.exception("claiming runs failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+            self._wakeup.clear()
+
+    def _spawn(self, run_id: str) -> None:
+        task = asyncio.create_task(
+            drive_run(
+                self.engine,
+                self.writer,
+                run_id,
+                data_dir=self.data_dir,
+                cancel_requested=lambda: run_id in self._cancelling,
+            ),
+            name=f"cuaflow-run-{run_id}",
+        )
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._forget(run_id))
+
+    def _forget(self, run_id: str) -> None:
+        self._tasks.pop(run_id, None)
+        self._cancelling.discard(run_id)
+        # A run that finished or suspended frees a slot; a resumed one may be waiting.
+        self._wakeup.set()
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            held = list(self._tasks)
+            try:
+                cancelled, lost = await asyncio.to_thread(
+                    store.renew_leases, self.engine, self.owner, held, self.lease_seconds
+                )
+            except StoreError:
+                log.exception("renewing leases failed; trying again")
+                continue
+            for run_id in cancelled - self._cancelling:
+                self.cancel(run_id)
+            for run_id in lost:
+                task = self._tasks.get(run_id)
+                if task is not None and run_id not in self._cancelling:
+                    log.warning("lost the lease of run %s; stopping it here", run_id)
+                    task.cancel()

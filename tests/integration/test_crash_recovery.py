@@ -1,0 +1,161 @@
+"""SIGKILL the worker process in the middle of many runs, restart it, and check nothing is lost."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from cuaflow.dsl.parse import parse_workflow
+from cuaflow.engine.start import RunOptions, start_workflow_run
+from cuaflow.store import runs as store
+from cuaflow.store import tables
+from cuaflow.store.database import open_database
+
+pytestmark = pytest.mark.slow
+
+RUNS = 12
+
+
+def _act(path: str) -> dict[str, Any]:
+    # Every performed action leaves one line in the run's side-effect log.
+    return {"type": "bash", "command": f"sleep 0.15; echo '{path}' >> effects.log"}
+
+
+def _task(step_id: str, path: str, actions: int = 2) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "type": "task",
+        "task": step_id,
+        "actions": [_act(f"{path}:{i}") for i in range(actions)],
+    }
+
+
+WORKFLOW = {
+    "name": "crash-test",
+    "steps": [
+        _task("first", "first"),
+        {
+            "id": "fan",
+            "type": "parallel",
+            "branches": [[_task("left", "left")], [_task("right", "right", 3)]],
+        },
+        {
+            "id": "each",
+            "type": "loop",
+            "count": 3,
+            "body": [_task("inner", "inner-{{vars.iteration}}", 1)],
+        },
+        {"id": "gate", "type": "human_approval", "message": "go on?"},
+        _task("last", "last"),
+    ],
+}
+ACTIONS_PER_RUN = 2 + 2 + 3 + 3 + 2
+
+
+def _start_worker(db_url: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CUAFLOW_DATABASE_URL": db_url,
+        "CUAFLOW_DATA_DIR": str(data_dir),
+        "CUAFLOW_LEASE_SECONDS": "2",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cuaflow", "worker"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    # The whole process group: the worker and the shells its tasks run.
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _wait_until(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def _statuses(engine: sa.Engine, run_ids: list[str]) -> collections.Counter[str]:
+    return collections.Counter(store.get_run(engine, run_id)["status"] for run_id in run_ids)
+
+
+def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    """After two SIGKILLs (mid-task/parallel, then mid-wait) every run ends right, exactly billed."""
+    db_url = f"sqlite:///{tmp_path / 'cuaflow.db'}"
+    data_dir = tmp_path / "data"
+    engine = open_database(db_url)
+    workflow = parse_workflow(WORKFLOW)
+    run_ids = [start_workflow_run(engine, workflow, RunOptions())["id"] for _ in range(RUNS)]
+    log = tmp_path / "worker.log"
+
+    worker = _start_worker(db_url, data_dir, log)
+    time.sleep(1.2)  # inside the first tasks and the parallel branches
+    _kill(worker)
+    assert _statuses(engine, run_ids)["running"] > 0
+
+    worker = _start_worker(db_url, data_dir, log)
+    _wait_until(lambda: _statuses(engine, run_ids)["awaiting_human"] == RUNS, 60)
+    _kill(worker)  # while every run waits: nothing may change
+    for run_id in run_ids:
+        store.resume_run(engine, run_id, approved=True)
+
+    worker = _start_worker(db_url, data_dir, log)
+    try:
+        _wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
+    finally:
+        _kill(worker)
+
+    with engine.connect() as conn:
+        billed: dict[str, int] = dict(
+            conn.execute(  # type: ignore[arg-type]  # rows are (run_id, cents) pairs
+                sa.select(tables.billing.c.run_id, sa.func.sum(tables.billing.c.cents)).group_by(
+                    tables.billing.c.run_id
+                )
+            ).all()
+        )
+    restarts = 0
+    for run_id in run_ids:
+        run = store.get_run(engine, run_id)
+        events = store.events_after(engine, run_id, 0, limit=100_000)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        completed = [
+            e["data"]["path"]
+            for e in events
+            if e["type"] == "step" and e["data"]["status"] == "succeeded"
+        ]
+        assert len(completed) == len(set(completed)), "a step completed twice"
+        restarted = {
+            e["data"]["step_id"]
+            for e in events
+            if e["type"] == "text" and "restarted" in e["data"]["message"]
+        }
+        restarts += len(restarted)
+        effects = (data_dir / "runs" / run_id / "effects.log").read_text().split()
+        counts = collections.Counter(effects)
+        for action, count in counts.items():
+            step = action.split(":")[0].split("-")[0]
+            assert count == 1 or step in restarted, f"{action} ran {count} times"
+        tool_calls = [e for e in events if e["type"] == "tool_call"]
+        assert run["spent_cents"] == billed[run_id] == 5 * len(tool_calls)
+        assert run["steps_completed"] == len(tool_calls) >= ACTIONS_PER_RUN
+        assert len(set(counts)) == ACTIONS_PER_RUN
+    assert restarts > 0, "the first kill should have interrupted tasks in flight"
