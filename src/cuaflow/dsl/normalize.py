@@ -53,23 +53,37 @@ _STEP_ALIASES = (
 
 
 class LocMap:
-    """Maps canonical JSON locations back to where they were in the user's document."""
+    """Maps canonical JSON locations back to where they were in the user's document.
+
+    A move says what a canonical path's last segment was in the original; the
+    segments before it are translated by their own moves, so moves compose
+    through any depth of renamed containers.
+    """
 
     def __init__(self) -> None:
-        self._moves: dict[Loc, Loc] = {}
+        self._tails: dict[Loc, Loc] = {}
+        self._absolute: dict[Loc, Loc] = {}
 
-    def move(self, canonical: Loc, original: Loc) -> None:
-        """Record that ``canonical`` (and everything under it) came from ``original``."""
-        if canonical != original:
-            self._moves[canonical] = original
+    def move(self, canonical: Loc, tail: Loc) -> None:
+        """Record that the last segment of ``canonical`` was written as ``tail``."""
+        self._tails[canonical] = tail
+
+    def move_to(self, canonical: Loc, original: Loc) -> None:
+        """Record that ``canonical`` was written at ``original`` (a path from the root)."""
+        self._absolute[canonical] = original
 
     def original(self, canonical: Loc) -> Loc:
-        """The user's location for a canonical one (longest recorded prefix wins)."""
-        for cut in range(len(canonical), 0, -1):
-            moved = self._moves.get(canonical[:cut])
-            if moved is not None:
-                return moved + canonical[cut:]
-        return canonical
+        """The user's location for a canonical one."""
+        out: list[str | int] = []
+        for index, part in enumerate(canonical):
+            key = canonical[: index + 1]
+            if key in self._absolute:
+                out = list(self._absolute[key])
+            elif key in self._tails:
+                out.extend(self._tails[key])
+            else:
+                out.append(part)
+        return tuple(out)
 
 
 class _Normalizer:
@@ -114,7 +128,7 @@ class _Normalizer:
                 self.issues.append(Issue((name,), f"'{name}' is given both here and in 'guards'"))
                 continue
             guards[name] = doc.pop(name)
-            self.locs.move(("guards", name), (name,))
+            self.locs.move_to(("guards", name), (name,))
         doc["guards"] = guards
 
     def steps(self, steps: list[Any], loc: Loc) -> list[Any]:
@@ -125,6 +139,8 @@ class _Normalizer:
             return raw
         step = dict(raw)
         kind = step.get("type")
+        if not isinstance(kind, str):
+            return step  # the model rejects a missing or non-string type
         for step_type, alias, field in _STEP_ALIASES:
             if kind == step_type:
                 self._rename(step, alias, field, loc)
@@ -147,7 +163,7 @@ class _Normalizer:
         # The reference may spell a branch as {steps: [...]} (with a name); the
         # canonical form is the bare list.
         if isinstance(raw, dict) and isinstance(raw.get("steps"), list):
-            self.locs.move(loc, (*loc, "steps"))
+            self.locs.move(loc, (loc[-1], "steps"))
             raw = raw["steps"]
         if isinstance(raw, list):
             return self.steps(raw, loc)
@@ -163,7 +179,7 @@ class _Normalizer:
             del step[alias]
             return
         step[field] = step.pop(alias)
-        self.locs.move((*loc, field), (*loc, alias))
+        self.locs.move((*loc, field), (alias,))
 
     def condition(self, raw: Any, loc: Loc) -> Any:
         if not isinstance(raw, dict):
@@ -182,7 +198,7 @@ class _Normalizer:
 
     def _seed_condition(self, cond: dict[str, Any], loc: Loc) -> dict[str, Any]:
         kind = cond.pop("type")
-        self.locs.move((*loc, "op"), (*loc, "type"))
+        self.locs.move((*loc, "op"), ("type",))
         if not isinstance(kind, str) or kind not in SEED_CONDITION_TYPES:
             cond["op"] = kind  # `and`/`or`/`not` or the canonical ops spelled as a type
             return cond
@@ -190,20 +206,24 @@ class _Normalizer:
         inner: dict[str, Any] = {"op": op}
         inner_loc = (*loc, "condition") if negated else loc
         field = cond.pop("field", None)
+        if not isinstance(field, str):
+            self.issues.append(
+                Issue((*loc, "field"), "must be a path such as 'start_up.status' or 'inputs.port'")
+            )
         operand = f"{{{{{field}}}}}" if isinstance(field, str) and "{{" not in field else field
         if op in _UNARY:
             inner["value"] = operand
-            self.locs.move((*inner_loc, "value"), (*loc, "field"))
+            self.locs.move((*inner_loc, "value"), ("field",))
         else:
             inner["left"] = operand
             inner["right"] = cond.pop("value", None)
-            self.locs.move((*inner_loc, "left"), (*loc, "field"))
-            self.locs.move((*inner_loc, "right"), (*loc, "value"))
+            self.locs.move((*inner_loc, "left"), ("field",))
+            self.locs.move((*inner_loc, "right"), ("value",))
         for key in list(cond):  # anything else is unknown: keep it for the model to reject
             inner[key] = cond.pop(key)
-            self.locs.move((*inner_loc, key), (*loc, key))
+            self.locs.move((*inner_loc, key), (key,))
         if negated:
-            self.locs.move((*loc, "condition"), loc)
+            self.locs.move((*loc, "condition"), ())
             return {"op": "not", "condition": inner}
         return inner
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from cuaflow.dsl.actions import ACTION_TYPES
 from cuaflow.dsl.conditions import ALL_OPS
 from cuaflow.dsl.inputs import inputs_schema_issues
 from cuaflow.dsl.models import STEP_TYPES, Workflow
@@ -36,14 +37,17 @@ def parse_workflow(source: str | bytes | Any) -> Workflow:
     try:
         workflow = Workflow.model_validate(doc)
     except ValidationError as exc:
-        issues.extend(_model_issues(exc, doc, locs))
-        raise WorkflowInvalid(issues) from None
-    issues.extend(
-        Issue(locs.original(issue.loc), issue.msg) for issue in validate_workflow(workflow)
-    )
+        issues.extend(_model_issues(exc, doc))
+        raise WorkflowInvalid(_located(issues, locs)) from None
+    issues.extend(validate_workflow(workflow))
     if issues:
-        raise WorkflowInvalid(issues)
+        raise WorkflowInvalid(_located(issues, locs))
     return workflow
+
+
+def _located(issues: list[Issue], locs: LocMap) -> list[Issue]:
+    # Everything above works on canonical locations; users read their own.
+    return [Issue(locs.original(issue.loc), issue.msg) for issue in issues]
 
 
 def workflow_document(workflow: Workflow) -> dict[str, Any]:
@@ -95,14 +99,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _model_issues(exc: ValidationError, doc: Any, locs: LocMap) -> list[Issue]:
+def _model_issues(exc: ValidationError, doc: Any) -> list[Issue]:
     merged: dict[Loc, list[str]] = {}
     for error in exc.errors(include_url=False):
         loc = _data_loc(doc, error)
-        message = _message(error, doc, loc)
+        message = _message(error, loc)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, str((error.get("ctx") or {}).get("discriminator", "")).strip("'"))
         if message not in merged.setdefault(loc, []):
             merged[loc].append(message)
-    return [Issue(locs.original(loc), " or ".join(msgs)) for loc, msgs in merged.items()]
+    return [Issue(loc, " or ".join(msgs)) for loc, msgs in merged.items()]
 
 
 def _data_loc(doc: Any, error: ErrorDetails) -> Loc:
@@ -112,13 +118,16 @@ def _data_loc(doc: Any, error: ErrorDetails) -> Loc:
     tag_skipped = False
     parts = error["loc"]
     for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        # A union tag (a step's type, a condition's op) is never the last part.
+        if isinstance(node, dict) and not tag_skipped and not last and part in _tags(node):
+            tag_skipped = True
+            continue
         child = _child(node, part)
         if child is not _ABSENT:
             out.append(part)
             node, tag_skipped = child, False
-        elif isinstance(node, dict) and not tag_skipped and part in _tags(node):
-            tag_skipped = True
-        elif error["type"] == "missing" and index == len(parts) - 1:
+        elif error["type"] == "missing" and last:
             out.append(part)
     return tuple(out)
 
@@ -138,29 +147,28 @@ def _tags(node: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(node[key] for key in ("type", "op") if key in node)
 
 
-def _message(error: ErrorDetails, doc: Any, loc: Loc) -> str:
+def _message(error: ErrorDetails, loc: Loc) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "required field is missing"
+    if not loc and kind in ("model_type", "dict_type"):
+        return "a workflow must be a JSON object with name and steps"
     if kind == "extra_forbidden":
         return f"unknown field '{loc[-1] if loc else ''}'"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        discriminator = str(ctx.get("discriminator", "")).strip("'")
-        expected = ", ".join(STEP_TYPES if discriminator == "type" and _is_step(loc) else ALL_OPS)
-        if discriminator != "type" or _is_step(loc):
-            what = "step type" if discriminator == "type" else "condition op"
-            if kind == "union_tag_not_found":
-                return f"missing '{discriminator}'; expected one of {expected}"
-            return f"unknown {what} '{ctx.get('tag')}'; expected one of {expected}"
-        return f"unknown type '{ctx.get('tag')}'" if "tag" in ctx else "missing 'type'"
+        key = str(ctx.get("discriminator", "")).strip("'")
+        what, expected = _union_kind(loc, key)
+        if kind == "union_tag_not_found":
+            return f"missing '{key}'; expected one of {', '.join(expected)}"
+        return f"unknown {what} '{ctx.get('tag')}'; expected one of {', '.join(expected)}"
     return str(error["msg"])
 
 
-def _is_step(loc: Loc) -> bool:
-    # Steps sit in lists under steps/then/else/body or directly in a branch list.
-    return (
-        len(loc) >= 2
-        and isinstance(loc[-1], int)
-        and (loc[-2] in ("steps", "then", "else", "body") or isinstance(loc[-2], int))
-    )
+def _union_kind(loc: Loc, key: str) -> tuple[str, tuple[str, ...]]:
+    """What a discriminated union at ``loc`` holds: steps, actions or conditions."""
+    if key == "op":
+        return "condition op", ALL_OPS
+    if len(loc) >= 2 and loc[-2] == "actions":
+        return "action type", ACTION_TYPES
+    return "step type", STEP_TYPES

@@ -91,7 +91,8 @@ def renew_leases(
             )
         ).all()
     cancelled = {row.id for row in rows if row.cancel_requested}
-    lost = set(run_ids) - {row.id for row in rows if row.lease_owner == owner}
+    # A run this worker just suspended or finished has no owner: it is not lost.
+    lost = {row.id for row in rows if row.lease_owner not in (owner, None)}
     return cancelled, lost
 
 
