@@ -14,6 +14,7 @@ caller can catch them all at once, or one branch of the tree::
     │   └── NotFound           no such workflow, run or key (in this tenant)
     ├── InvalidState           the run is not in a state that allows this (resume a finished run)
     ├── MachineError           a machine could not perform an action
+    ├── WebhookVerificationError   a webhook's signature, timestamp or headers do not check out
     └── AgentError             the agent could not be configured or run
 
 Errors carry a stable upper-case ``code`` (for example ``ASSERTION_FAILED``) that
@@ -107,6 +108,12 @@ class InvalidState(CuaflowError):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class WebhookVerificationError(CuaflowError):
+    """A received webhook is not authentic: missing headers, a stale timestamp, or a bad signature."""
+
+    code = "WEBHOOK_VERIFICATION_FAILED"
 
 
 class MachineError(CuaflowError):
