@@ -27,7 +27,7 @@ from cuaflow.store.database import (
     translate_errors,
 )
 
-HEAD = ("0001",)
+HEAD = ("0002",)
 
 # Each child imports cuaflow first, then waits for "go" on stdin, so the
 # parent can release several children at the same instant.
@@ -192,7 +192,7 @@ def test_two_processes_opening_a_fresh_file_at_once_both_succeed(db_path: Path) 
     results = _run_children(code, 2, db_path)
     for result in results:
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "0001"
+        assert (result.stdout.strip(),) == HEAD
 
 
 def test_concurrent_increments_from_two_processes_lose_nothing(

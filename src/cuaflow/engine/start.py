@@ -14,6 +14,7 @@ from cuaflow.dsl.parse import workflow_document
 from cuaflow.errors import Issue, WorkflowInvalid
 from cuaflow.store import runs as store
 from cuaflow.store.writer import Event, UnitOfWork
+from cuaflow.webhooks.subscription import webhook_secret_for
 
 
 class RunOptions(BaseModel):
@@ -88,6 +89,8 @@ def start_workflow_run(
         "guards": guards,
         "test_mode": test_mode,
         "webhook_url": options.webhook_url,
+        # Refuses an unsafe URL (WorkflowInvalid at webhook_url) before anything is written.
+        "webhook_secret": webhook_secret_for(options.webhook_url),
         "metadata": options.metadata,
         "runnable_at": now,
         "created_at": now,

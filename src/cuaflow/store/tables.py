@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -234,4 +235,35 @@ idempotency = Table(
     Column("status_code", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     PrimaryKeyConstraint("tenant_id", "key"),
+)
+
+WEBHOOK_DELIVERY_STATUSES = ("pending", "delivered", "failed", "stopped")
+
+# The webhook outbox: one row per event to announce, written in the transaction
+# that changes the run's status; ``seq`` orders the deliveries of one run.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String, nullable=False),
+    Column("run_id", String, _run_fk(), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event", String, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("retry_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("retry_started_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("lease_owner", String, nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_attempt_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("run_id", "seq"),
+    _one_of("status", WEBHOOK_DELIVERY_STATUSES, "status"),
+    Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
 )

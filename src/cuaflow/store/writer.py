@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from cuaflow.store import tables
 from cuaflow.store.database import translate_errors
+from cuaflow.store.webhooks import enqueue_status_changes
 
 
 @dataclass
@@ -169,6 +170,8 @@ def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str,
             )
         conn.execute(tables.events.insert(), rows)
     _update_runs(conn, units, last_seq)
+    # Webhook outbox rows commit with the status changes they announce, or not at all.
+    enqueue_status_changes(conn, units)
     journal = [row for unit in units for row in unit.journal]
     if journal:
         _upsert_journal(conn, journal, now)

@@ -25,6 +25,7 @@ from cuaflow.engine.runner import drive_run
 from cuaflow.errors import StoreError
 from cuaflow.store import runs as store
 from cuaflow.store.writer import Writer
+from cuaflow.webhooks.delivery import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Worker:
         self._cancelling: set[str] = set()
         self._wakeup = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        # Webhook deliveries go out from their own task, so a slow receiver never delays claims.
+        self.webhooks = WebhookDeliverer(engine, owner=self.owner)
 
     @property
     def active_runs(self) -> int:
@@ -63,11 +66,12 @@ class Worker:
         return len(self._tasks)
 
     async def start(self) -> None:
-        """Start claiming, heartbeating and firing timers in the background."""
+        """Start claiming, heartbeating, firing timers and sending webhooks in the background."""
         self.writer.start()
         self._loops = [
             asyncio.create_task(self._claim_forever(), name="cuaflow-claim"),
             asyncio.create_task(self._heartbeat_forever(), name="cuaflow-heartbeat"),
+            asyncio.create_task(self.webhooks.run_forever(), name="cuaflow-webhooks"),
         ]
 
     async def stop(self) -> None:
