@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from PIL import Image
 
 from cuaflow.dsl.actions import Action, Bash, Click, Drag, Key, Navigate, Scroll, Type
-from cuaflow.machines.base import ActionResult
+from cuaflow.machines.base import ActionResult, Observation
 from cuaflow.machines.browser import BrowserMachine, find_chromium
 from cuaflow.machines.screenshots import scale_for_model
-from tests.machines.support import Recorder, descendants, free_port, serve_pages, wait_until
+from tests.machines.support import (
+    Recorder,
+    descendants,
+    eventually,
+    free_port,
+    serve_pages,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="Chromium is not installed (run scripts/install-system-deps.sh)"
@@ -83,6 +91,18 @@ async def _do(machine: BrowserMachine, action: Action) -> ActionResult:
     return result
 
 
+async def _observe_until(
+    machine: BrowserMachine, done: Callable[[Observation], bool]
+) -> Observation:
+    """Observe until ``done`` holds (a navigation may still be on its way), at most 10 s."""
+    for _ in range(200):
+        observation = await machine.observe()
+        if done(observation):
+            break
+        await asyncio.sleep(0.05)
+    return observation
+
+
 async def test_fills_and_submits_a_form(browser: BrowserMachine, site: Recorder) -> None:
     """Clicks, typing, select-all and a secret placeholder reach the server as a person's would."""
     await _do(browser, Navigate(type="navigate", url=f"{site.url}/"))
@@ -94,8 +114,9 @@ async def test_fills_and_submits_a_form(browser: BrowserMachine, site: Recorder)
     await _do(browser, Type(type="type", text="{{secrets.TOKEN}}"))
     await _do(browser, Click(type="click", x=160, y=240))
 
+    await eventually(lambda: bool(site.posts), what="the form to arrive")
     assert site.posts == [{"name": "Grace Hopper", "token": "s3cr3t-t0ken"}]
-    observation = await browser.observe()
+    observation = await _observe_until(browser, lambda seen: seen.url != f"{site.url}/")
     assert observation.url == f"{site.url}/submit"
     assert "name=Grace Hopper" in observation.text
     assert "token=***" in observation.text
@@ -114,6 +135,7 @@ async def test_keyboard_alone_moves_between_fields_and_submits(
     await _do(browser, Key(type="key", keys=["Tab"]))
     await _do(browser, Type(type="type", text="y"))
     await _do(browser, Key(type="key", keys=["Return"]))
+    await eventually(lambda: bool(site.posts), what="the form to arrive")
     assert site.posts == [{"name": "x", "token": "y"}]
 
 
@@ -149,14 +171,16 @@ async def test_pointer_actions_and_scrolling(browser: BrowserMachine, site: Reco
     await _do(browser, Drag(type="drag", x=100, y=300, to_x=400, to_y=350))
     assert "drag 100,300 to 400,350" in (await browser.observe()).text
     await _do(browser, Scroll(type="scroll", x=640, y=400, dy=600))
-    assert "scrolled 600" in (await browser.observe()).text
+    scrolled = await _observe_until(browser, lambda seen: "scrolled" in seen.text)
+    assert "scrolled 600" in scrolled.text
 
 
 async def test_a_new_tab_becomes_the_current_one(browser: BrowserMachine, site: Recorder) -> None:
     """A link opening a new tab leaves the machine looking at that tab, as a person would."""
     await _do(browser, Navigate(type="navigate", url=f"{site.url}/"))
     await _do(browser, Click(type="click", x=530, y=110))
-    observation = await browser.observe()
+    # The tab opens asynchronously, as it does for a person: look until it shows.
+    observation = await _observe_until(browser, lambda seen: seen.url != f"{site.url}/")
     assert observation.url == f"{site.url}/other"
     assert "Other tab" in observation.text
 

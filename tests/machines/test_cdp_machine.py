@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from cuaflow.dsl.actions import Click, Navigate, Type
 from cuaflow.machines.browser import CHROMIUM_ARGS, BrowserMachine, find_chromium
 from cuaflow.machines.registry import MachineSpec, build_machine
-from tests.machines.support import free_port, serve_pages, wait_until
+from tests.machines.support import eventually, free_port, serve_pages, wait_until
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="Chromium is not installed (run scripts/install-system-deps.sh)"
@@ -81,8 +82,14 @@ async def test_drives_a_remote_chromium_and_leaves_it_running(remote_chromium: s
             ):
                 result = await machine.perform(action, secrets={})
                 assert result.ok, result.error
+            await eventually(lambda: bool(site.posts), what="the form to arrive")
             assert site.posts == [{"q": "over cdp"}]
             observation = await machine.observe()
+            for _ in range(200):
+                if observation.url == f"{site.url}/submit":
+                    break
+                await asyncio.sleep(0.05)
+                observation = await machine.observe()
             assert observation.url == f"{site.url}/submit"
             assert "q=over cdp" in observation.text
         finally:

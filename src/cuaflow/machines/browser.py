@@ -19,11 +19,19 @@ observation shows the page the action led to.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 from collections.abc import Mapping, Sequence
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    Page,
+    Playwright,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 
 from cuaflow.dsl.actions import Action, Click, Drag, Key, Move, Navigate, Scroll, Type, Wait
@@ -111,6 +119,7 @@ class BrowserMachine:
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._own_page = False
+        self._capture_session: tuple[Page, CDPSession] | None = None
         self._secrets: dict[str, str] = {}
         self.lease = MachineLease()
 
@@ -233,7 +242,7 @@ class BrowserMachine:
             await asyncio.sleep(seconds)
             return ActionResult(ok=True, output=f"waited {seconds:g} s")
         if action.type == "screenshot":
-            width, height = png_size(await page.screenshot(type="png"))
+            width, height = png_size(await self._capture(page))
             return ActionResult(
                 ok=True,
                 output=f"screenshot {width}x{height}",
@@ -279,8 +288,11 @@ class BrowserMachine:
     async def observe(self) -> Observation:
         """A screenshot of the tab, its URL and its visible text (bounded), secrets masked."""
         page = await self._current_page()
+        # A page still loading would be photographed half drawn.
+        with contextlib.suppress(PlaywrightError):
+            await page.wait_for_load_state("load", timeout=self._timeout_ms)
         try:
-            png = await page.screenshot(type="png")
+            png = await self._capture(page)
             text = await self._visible_text(page)
         except PlaywrightError as error:
             raise MachineError(f"cannot observe the browser: {_brief(error)}") from error
@@ -289,6 +301,22 @@ class BrowserMachine:
             screenshot_png=png,
             url=scrub_secrets(page.url, self._secrets),
         )
+
+    async def _capture(self, page: Page) -> bytes:
+        """A PNG of the viewport.
+
+        Asked of Chromium directly with ``optimizeForSpeed``, its fast PNG
+        encoder: 4-5 times quicker than Playwright's screenshot on busy pages,
+        for files about half again as large.
+        """
+        if self._capture_session is None or self._capture_session[0] is not page:
+            assert self._context is not None  # a page exists only once started
+            self._capture_session = (page, await self._context.new_cdp_session(page))
+        session = self._capture_session[1]
+        reply = await session.send(
+            "Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True}
+        )
+        return base64.b64decode(reply["data"])
 
     async def _visible_text(self, page: Page) -> str:
         script = "() => document.body ? document.body.innerText : ''"
@@ -323,6 +351,7 @@ class BrowserMachine:
         with contextlib.suppress(PlaywrightError):
             await playwright.stop()
         self._browser = self._context = self._page = None
+        self._capture_session = None
 
 
 def with_scheme(url: str) -> str:
