@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
+from cuaflow.engine.start import TaskRunOptions, start_task_run
+from cuaflow.store import tables
 from tests.integration.engine_harness import Harness, bash, wf
 
 
@@ -255,3 +259,32 @@ async def test_event_log_is_gap_free(harness: Harness) -> None:
     seqs = [event["seq"] for event in harness.events(run["id"])]
     assert seqs == list(range(1, len(seqs) + 1))
     assert harness.events(run["id"])[-1]["type"] == "done"
+
+
+async def test_standalone_task_run(harness: Harness) -> None:
+    """A task run started on its own is its own task run: billed, with result, ending as its task."""
+    await harness.stop_worker()  # give the runs scripted actions before any worker sees them
+    ids = {}
+    for command, status in (("true", "succeeded"), ("exit 3", "failed")):
+        row = start_task_run(
+            harness.engine, TaskRunOptions(machine_id="local-terminal", task="do it")
+        )
+        assert row["id"].startswith("run_")
+        definition = row["definition"]
+        definition["steps"][0]["actions"] = [{"type": "bash", "command": command}]
+        with harness.engine.begin() as conn:
+            conn.execute(
+                sa.update(tables.runs)
+                .where(tables.runs.c.id == row["id"])
+                .values(definition=definition)
+            )
+        ids[row["id"]] = status
+    await harness.start_worker()
+    for run_id, status in ids.items():
+        run = await harness.wait(run_id)
+        assert run["status"] == status
+        assert run["spent_cents"] == 5
+        assert run["result"]["passed"] is (status == "succeeded")
+        types = [event["type"] for event in harness.events(run_id)]
+        assert types.count("tool_call") == 1
+        assert types[-1] == "done"

@@ -140,15 +140,14 @@ class Interpreter:
         try:
             return render(value, self.state.template_context(scope.vars))
         except TemplateError as exc:
-            raise StepFailed("TEMPLATE_ERROR", f"step '{step_id}': {exc}", step_id) from None
+            raise StepFailed(exc.code, f"step '{step_id}': {exc}", step_id) from None
 
     def condition(self, condition: Condition, scope: Scope, step_id: str) -> bool:
         """Evaluate a condition; a template or type error fails the step, naming it."""
         try:
             return evaluate(condition, self.state.template_context(scope.vars))
         except (TemplateError, ConditionError) as exc:
-            code = exc.code if isinstance(exc, ConditionError) else "TEMPLATE_ERROR"
-            raise StepFailed(code, f"step '{step_id}': {exc}", step_id) from None
+            raise StepFailed(exc.code, f"step '{step_id}': {exc}", step_id) from None
 
     def complete(
         self,

@@ -61,7 +61,7 @@ async def drive_run(
         async with asyncio.timeout(_seconds_left(state)):
             await Interpreter(state).execute()
     except RunEnded as end:
-        return await _finish(state, end)
+        return await _finish(state, _task_run_end(state, end))
     except StepFailed as failure:
         return await _finish(state, RunEnded("failed", error=failure.as_error()))
     except Suspended:
@@ -81,6 +81,14 @@ async def drive_run(
         error = {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"}
         return await _finish(state, RunEnded("failed", error=error))
     return "finished"  # pragma: no cover  # execute() always ends by raising
+
+
+def _task_run_end(state: RunState, end: RunEnded) -> RunEnded:
+    """A standalone task run ends as its task did, not as a workflow that completed."""
+    binding = state.bindings.get("task")
+    if state.run["kind"] != "task" or end.status != "succeeded" or binding is None:
+        return end
+    return RunEnded(binding["status"], output=binding["output"], error=binding["error"])
 
 
 def _cancelled() -> dict[str, Any]:
@@ -115,6 +123,9 @@ def _seconds_left(state: RunState) -> float | None:
 async def _finish(state: RunState, end: RunEnded) -> str:
     unit = store.finish_unit(state.run_id, end.status, output=end.output, error=end.error)
     unit.update_run(state.run_id, iterations_used=state.iterations)
+    task = state.bindings.get("task")
+    if state.run["kind"] == "task" and task is not None:
+        unit.update_run(state.run_id, result=task["result"])
     state.submit(unit)
     try:
         await state.flush()

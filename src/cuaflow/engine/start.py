@@ -118,3 +118,74 @@ def inputs_from_pairs(pairs: list[str]) -> dict[str, Any]:
     if issues:
         raise WorkflowInvalid(issues)
     return inputs
+
+
+class TaskRunOptions(BaseModel):
+    """The body of ``POST /v1/runs``: one task for an agent on a machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    machine_id: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=1, max_length=20_000)
+    cua_version: Literal["v1", "v3", "v4"] = "v3"
+    instructions: str | None = Field(default=None, max_length=20_000)
+    system_prompt: str | None = Field(default=None, max_length=50_000)
+    max_steps: int = Field(default=50, ge=1, le=1000)
+    budget_cents: int | None = Field(default=None, ge=0, le=100_000_000)
+    deadline_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    on_awaiting_human: Literal["pause", "fail", "cancel"] = "pause"
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] | None = None
+
+
+def start_task_run(
+    engine: sa.Engine,
+    options: TaskRunOptions,
+    *,
+    tenant_id: str = "default",
+    test_mode: bool = False,
+) -> dict[str, Any]:
+    """Record a queued task run (``run_...``) and return its row.
+
+    The worker executes it as a one-step workflow whose task step is the run
+    itself, so journalling, billing, guards and cancellation work as for a
+    task step of a workflow.
+    """
+    step = {"id": "task", "type": "task", "task": options.task, "machine_id": options.machine_id}
+    workflow = Workflow.model_validate({"name": "task", "steps": [step]})
+    now = time.time()
+    run_id = store.new_id("run_")
+    params = options.model_dump(
+        include={
+            "machine_id",
+            "task",
+            "cua_version",
+            "instructions",
+            "system_prompt",
+            "max_steps",
+            "on_awaiting_human",
+        }
+    )
+    row = {
+        "id": run_id,
+        "tenant_id": tenant_id,
+        "kind": "task",
+        "status": "queued",
+        "definition": workflow_document(workflow),
+        "params": params,
+        "inputs": {},
+        "guards": {
+            "budget_cents": options.budget_cents,
+            "deadline_seconds": options.deadline_seconds,
+            "max_iterations": None,
+        },
+        "test_mode": test_mode,
+        "webhook_url": options.webhook_url,
+        "metadata": options.metadata,
+        "runnable_at": now,
+        "created_at": now,
+    }
+    store.insert_run(
+        engine, row, UnitOfWork(events=[Event(run_id, "status", {"status": "queued"})])
+    )
+    return row

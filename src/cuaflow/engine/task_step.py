@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cuaflow.agents.base import Agent, TaskOutcome
+from cuaflow.agents.config import model_spec_for
+from cuaflow.agents.loop import ModelAgent
+from cuaflow.agents.prompts import Briefing
 from cuaflow.agents.scripted import ScriptedAgent
+from cuaflow.agents.simulated import SimulatedAgent
+from cuaflow.agents.verifier import VerifiedAgent
 from cuaflow.dsl import models as m
 from cuaflow.engine.outcomes import StepFailed
 from cuaflow.errors import AgentError
@@ -45,7 +50,9 @@ async def run_task_step(
     task_text = str(interp.render(step.task, scope, step.id))
     cua_version = step.cua_version or params.get("cua_version") or "v3"
     machine_id = step.machine_id or params.get("machine_id") or LOCAL_TERMINAL
-    task_run_id = new_id("run_")
+    # A task run started on its own (POST /v1/runs) is its own task run.
+    standalone = state.run["kind"] == "task"
+    task_run_id = state.run_id if standalone else new_id("run_")
     _start(state, step, path, task_run_id, task_text, cua_version, machine_id)
     await state.flush()
     machine = _machine(state, machine_id)
@@ -67,8 +74,10 @@ async def run_task_step(
         if machine is None:
             outcome = TaskOutcome.failed(f"no machine '{machine_id}'", code="MACHINE_NOT_FOUND")
         else:
-            outcome = await _perform(ctx, _agent(step))
+            outcome = await _perform(ctx, _agent(state, step, cua_version))
     except (StepFailed, asyncio.CancelledError) as stop:
+        if standalone:
+            raise
         if isinstance(stop, StepFailed):
             status, error = "failed", {"code": stop.code, "message": stop.message}
         else:
@@ -87,6 +96,10 @@ async def run_task_step(
         "cost_cents": ctx.cost_cents,
         "error": outcome.error,
     }
+    if outcome.verdict is not None:
+        binding["result"]["verdict"] = outcome.verdict
+    if standalone:
+        return binding, finish  # the runner ends the run itself
     finish.update_run(
         task_run_id,
         status=outcome.status,
@@ -110,11 +123,12 @@ def _start(
 ) -> None:
     now = time.time()
     run_id = state.run_id
+    standalone = task_run_id == run_id
     unit = UnitOfWork()
     earlier = state.journal.get(path)
     if earlier is not None and earlier.get("state") == "started":
         lost = (earlier.get("result") or {}).get("task_run_id")
-        if lost:
+        if lost and not standalone:
             lost_error = {"code": "WORKER_LOST", "message": "the worker running it stopped"}
             unit.update_run(lost, status="failed", error=lost_error, finished_at=now)
         message = (
@@ -122,14 +136,46 @@ def _start(
             "agent steps it took before stay billed"
         )
         unit.events.append(Event(run_id, "text", {"step_id": step.id, "message": message}, step.id))
+    _add_task_run(state, step, path, task_run_id, task_text, cua_version, machine_id, unit)
+    unit.journal.append(
+        {
+            "run_id": run_id,
+            "path": path,
+            "step_id": step.id,
+            "step_type": "task",
+            "state": "started",
+            "result": {"task_run_id": task_run_id},
+        }
+    )
+    started = {"step_id": step.id, "path": path, "type": "task", "status": "started",
+               "run_id": task_run_id, "task": task_text}  # fmt: skip
+    unit.events.append(Event(run_id, "step", started, step_id=step.id))
+    unit.update_run(run_id, current_step_id=step.id)
+    state.journal[path] = {"state": "started", "result": {"task_run_id": task_run_id}}
+    state.submit(unit)
+
+
+def _add_task_run(
+    state: RunState,
+    step: m.TaskStep,
+    path: str,
+    task_run_id: str,
+    task_text: str,
+    cua_version: str,
+    machine_id: str,
+    unit: UnitOfWork,
+) -> None:
+    if task_run_id == state.run_id:
+        return  # a standalone task run already has its row
     params = state.params
+    now = time.time()
     unit.new_runs.append(
         {
             "id": task_run_id,
             "tenant_id": state.run["tenant_id"],
             "kind": "task",
             "status": "running",
-            "parent_run_id": run_id,
+            "parent_run_id": state.run_id,
             "workflow_id": state.run["workflow_id"],
             "step_id": path,
             "definition": {},
@@ -148,23 +194,7 @@ def _start(
             "started_at": now,
         }
     )
-    unit.journal.append(
-        {
-            "run_id": run_id,
-            "path": path,
-            "step_id": step.id,
-            "step_type": "task",
-            "state": "started",
-            "result": {"task_run_id": task_run_id},
-        }
-    )
-    started = {"step_id": step.id, "path": path, "type": "task", "status": "started",
-               "run_id": task_run_id, "task": task_text}  # fmt: skip
-    unit.events.append(Event(run_id, "step", started, step_id=step.id))
     unit.events.append(Event(task_run_id, "status", {"status": "running"}))
-    unit.update_run(run_id, current_step_id=step.id)
-    state.journal[path] = {"state": "started", "result": {"task_run_id": task_run_id}}
-    state.submit(unit)
 
 
 async def _perform(ctx: _Context, agent: Agent) -> TaskOutcome:
@@ -186,11 +216,23 @@ async def _perform(ctx: _Context, agent: Agent) -> TaskOutcome:
 _NO_MACHINE = TerminalMachine("none", Path("/nonexistent"))
 
 
-def _agent(step: m.TaskStep) -> Agent:
-    # Model providers (openai, anthropic) and the test-mode simulation plug in
-    # here; the scripted agent explains how to configure them when a step has
-    # no actions.
-    return ScriptedAgent()
+def _agent(state: RunState, step: m.TaskStep, cua_version: str) -> Agent:
+    """Simulated in test mode; scripted for a step with ``actions``; else the configured model.
+
+    With no model configured the scripted agent explains how to configure one.
+    On v4 a verifier decides whether a finished task passed.
+    """
+    if state.test_mode:
+        # This execution's number: the step's instances in the journal, this one included.
+        runs = sum(1 for path in state.journal if path.rpartition("/")[2] == step.id)
+        return SimulatedAgent(max(runs, 1), verify=cua_version == "v4")
+    model = model_spec_for(step.model, cua_version)
+    agent: Agent = (
+        ScriptedAgent()
+        if step.actions or model is None
+        else ModelAgent(model, Briefing.for_step(step, state.params))
+    )
+    return VerifiedAgent(agent, model) if cua_version == "v4" else agent
 
 
 def _machine(state: RunState, machine_id: str) -> Machine | None:
@@ -227,30 +269,40 @@ class _Context:
         state.check_deadline(self.step.id)
         state.check_budget(self.price, self.step.id)
 
-    async def end_agent_step(self, action: dict[str, Any], result: ActionResult) -> None:
+    async def end_agent_step(
+        self,
+        action: dict[str, Any],
+        result: ActionResult,
+        *,
+        earlier: Sequence[tuple[dict[str, Any], ActionResult]] = (),
+    ) -> None:
         state = self.interp.state
         state.spent_cents += self.price
         state.steps_completed += 1
         self.steps += 1
         self.cost_cents += self.price
-        call = {
-            "step_id": self.step.id,
-            "path": self.step_path,
-            "run_id": self.task_run_id,
-            "action": action,
-            "ok": result.ok,
-            "exit_code": result.exit_code,
-            "error": result.error,
-            "output": result.output[-EVENT_OUTPUT_CHARS:],
-        }
+        # The task run's own log gets each call and its result; a workflow run's
+        # log gets each call tagged with the step, and what the step cost.
+        events = []
+        for performed, outcome in (*earlier, (action, result)):
+            call = {
+                "step_id": self.step.id,
+                "path": self.step_path,
+                "run_id": self.task_run_id,
+                "action": performed,
+                "ok": outcome.ok,
+                "exit_code": outcome.exit_code,
+                "error": outcome.error,
+                "output": outcome.output[-EVENT_OUTPUT_CHARS:],
+            }
+            events.append(Event(self.task_run_id, "tool_call", {"action": performed}))
+            events.append(Event(self.task_run_id, "tool_result", call))
+            if self.run_id != self.task_run_id:
+                events.append(Event(self.run_id, "tool_call", call, step_id=self.step.id))
         billing = {"step_id": self.step.id, "cents": self.price, "spent_cents": state.spent_cents}
+        events.append(Event(self.run_id, "billing", billing, step_id=self.step.id))
         unit = UnitOfWork(
-            events=[
-                Event(self.run_id, "tool_call", call, step_id=self.step.id),
-                Event(self.run_id, "billing", billing, step_id=self.step.id),
-                Event(self.task_run_id, "tool_call", {"action": action}),
-                Event(self.task_run_id, "tool_result", call),
-            ],
+            events=events,
             billing=[
                 {
                     "run_id": self.run_id,
@@ -260,16 +312,14 @@ class _Context:
                 }
             ],
         )
-        for run_id in (self.run_id, self.task_run_id):
+        for run_id in {self.run_id, self.task_run_id}:
             unit.update_run(run_id, **{"+spent_cents": self.price, "+steps_completed": 1})
         state.submit(unit)
         await state.flush()
 
-    async def emit(self, type: str, data: dict[str, Any]) -> None:  # protocol name
-        unit = UnitOfWork(
-            events=[
-                Event(self.task_run_id, type, data),
-                Event(self.run_id, type, {"step_id": self.step.id, **data}, step_id=self.step.id),
-            ]
-        )
+    async def emit(self, type: str, data: dict[str, Any]) -> None:  # the protocol names it `type`
+        unit = UnitOfWork(events=[Event(self.task_run_id, type, data)])
+        if self.run_id != self.task_run_id:
+            tagged = {"step_id": self.step.id, **data}
+            unit.events.append(Event(self.run_id, type, tagged, step_id=self.step.id))
         self.interp.state.submit(unit)

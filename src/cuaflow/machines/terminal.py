@@ -126,7 +126,10 @@ class TerminalMachine:
             self._groups.add(pgid)
             timed_out = False
             try:
-                await asyncio.wait_for(process.wait(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races the process's exit, and cancel must stop it.
+                async with asyncio.timeout(timeout):
+                    await process.wait()
             except TimeoutError:
                 timed_out = True
                 await _stop_group(pgid)
@@ -173,9 +176,8 @@ class TerminalMachine:
         while True:
             remaining = deadline - loop.time()
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), max(remaining, POLL_SECONDS)
-                )
+                async with asyncio.timeout(max(remaining, POLL_SECONDS)):
+                    _, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as error:
                 last_error = str(error) or type(error).__name__
             else:

@@ -111,8 +111,11 @@ class Worker:
                             self._spawn(run_id)
             except StoreError:
                 log.exception("claiming runs failed; trying again")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # the cancellation that stop() sends when it races the timeout.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wakeup.wait()
             self._wakeup.clear()
 
     def _spawn(self, run_id: str) -> None:
