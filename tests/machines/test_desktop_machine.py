@@ -72,6 +72,7 @@ async def _do(machine: DesktopMachine, action: Action) -> ActionResult:
 
 
 async def _start_app(machine: DesktopMachine, tmp_path: Path) -> None:
+    pytest.importorskip("tkinter", reason="this Python has no Tk (apt-get install python3-tk)")
     (tmp_path / "app.py").write_text(TK_APP)
     await _do(
         machine,

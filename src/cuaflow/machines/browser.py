@@ -184,6 +184,9 @@ class BrowserMachine:
         self._page = page
 
     async def _current_page(self) -> Page:
+        if self._browser is not None and not self._browser.is_connected():
+            # The browser crashed or the remote one went away: start afresh.
+            await self.close()
         await self.start()
         if self._page is not None and not self._page.is_closed():
             return self._page

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from PIL import Image
 from Xlib import X
 from Xlib import display as xdisplay
-from Xlib.error import DisplayError
+from Xlib.error import ConnectionClosedError, DisplayError, XError
 
 from cuaflow.errors import MachineError
 
@@ -151,9 +151,12 @@ class XScreenGrabber:
     def grab(self) -> Image.Image:
         """The whole screen now, as an RGB image."""
         with self._lock:
-            geometry = self._root.get_geometry()
-            width, height = int(geometry.width), int(geometry.height)
-            reply = self._root.get_image(0, 0, width, height, X.ZPixmap, 0xFFFFFFFF)
+            try:
+                geometry = self._root.get_geometry()
+                width, height = int(geometry.width), int(geometry.height)
+                reply = self._root.get_image(0, 0, width, height, X.ZPixmap, 0xFFFFFFFF)
+            except (ConnectionClosedError, XError, OSError) as error:
+                raise MachineError(f"cannot read the X display: {error}") from error
         data = reply.data
         raw = data if isinstance(data, bytes) else bytes(data)
         # A 24-bit TrueColor root is laid out as 32-bit BGRX pixels.
