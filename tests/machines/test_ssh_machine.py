@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,7 @@ import pytest
 from cuaflow.dsl.actions import Bash, Click, WaitForFile, WaitForPort
 from cuaflow.machines.registry import MachineSpec, build_machine
 from cuaflow.machines.ssh import SshMachine
-from tests.machines.support import Sshd, free_port, run_sshd, running
+from tests.machines.support import Sshd, eventually, free_port, run_sshd, running
 
 SECRETS = {"TOKEN": "ssh-s3cret"}
 
@@ -87,6 +88,23 @@ async def test_timeout_kills_the_remote_process_group(machine: SshMachine, tmp_p
             break
         time.sleep(0.05)
     assert not running(child)
+
+
+async def test_cancelling_a_command_kills_it_remotely(machine: SshMachine, tmp_path: Path) -> None:
+    """A cancelled bash action stops its remote processes instead of leaving them running."""
+    pid_file = tmp_path / "remote" / "cancel.pid"
+    task = asyncio.create_task(
+        machine.perform(
+            Bash(type="bash", command="sleep 60 & echo $! > cancel.pid; wait"), secrets={}
+        )
+    )
+    await eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="pid")
+    child = int(pid_file.read_text())
+    assert running(child)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await eventually(lambda: not running(child), timeout=5, what="the remote child to die")
 
 
 async def test_a_background_server_does_not_hold_the_command(

@@ -141,7 +141,10 @@ class DesktopMachine:
                 os.close(write_end)
             number = ""
             try:
-                number = await asyncio.wait_for(_read_line(read_end), START_TIMEOUT_SECONDS)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can
+                # swallow a cancellation that arrives as the wait ends.
+                async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                    number = await _read_line(read_end)
             except TimeoutError:
                 pass
             finally:
@@ -233,7 +236,8 @@ class DesktopMachine:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            _, stderr = await asyncio.wait_for(process.communicate(stdin), XDOTOOL_TIMEOUT_SECONDS)
+            async with asyncio.timeout(XDOTOOL_TIMEOUT_SECONDS):
+                _, stderr = await process.communicate(stdin)
         except TimeoutError:
             process.kill()
             await process.wait()
@@ -271,7 +275,8 @@ class DesktopMachine:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+            async with asyncio.timeout(STOP_GRACE_SECONDS):
+                await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)

@@ -243,11 +243,10 @@ class SshMachine:
         if not pid.strip().isdigit() or self._connection is None:
             return
         group = int(pid)
+        command = f"kill -KILL -- -{group} 2>/dev/null || kill -KILL {group}"
         with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
-            await asyncio.wait_for(
-                self._connection.run(f"kill -KILL -- -{group} 2>/dev/null || kill -KILL {group}"),
-                KILL_TIMEOUT_SECONDS,
-            )
+            async with asyncio.timeout(KILL_TIMEOUT_SECONDS):
+                await self._connection.run(command)
 
     async def _wait_for_port(self, action: WaitForPort, secrets: Mapping[str, str]) -> ActionResult:
         port = int(as_number(action.port, "port"))
