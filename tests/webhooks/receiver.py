@@ -46,12 +46,17 @@ class Received:
         return str(self.payload["event"])
 
 
-Script = Callable[[int], Answer]  # request number (0-based) -> answer
+Script = Callable[[int, dict[str, Any]], Answer]  # (request number from 0, payload) -> answer
 
 
 def answers(*script: Answer) -> Script:
     """Answer the requests in this order, then 200 to everything."""
-    return lambda n: script[n] if n < len(script) else Answer()
+    return lambda n, _payload: script[n] if n < len(script) else Answer()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of concurrent deliveries
 
 
 class Receiver:
@@ -67,7 +72,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
-                    answer = receiver.script(len(receiver.received))
+                    answer = receiver.script(len(receiver.received), json.loads(body))
                     receiver.received.append(
                         Received(
                             {k.lower(): v for k, v in self.headers.items()},
@@ -92,8 +97,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )

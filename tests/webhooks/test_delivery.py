@@ -290,7 +290,7 @@ async def test_a_delivery_that_gives_up_leaves_the_run_alone(
     harness.worker.webhooks.settings = dataclasses.replace(
         harness.worker.webhooks.settings, give_up_after_seconds=0.3
     )
-    receiver = receiver_factory(plan=lambda n: Answer(500))
+    receiver = receiver_factory(plan=lambda n, payload: Answer(500))
     run = await harness.run(wf(DONE), webhook_url=receiver.url)
     events_before = harness.events(run["id"])
     await until(_settled(harness, run["id"], 1))

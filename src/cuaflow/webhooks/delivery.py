@@ -122,11 +122,11 @@ class WebhookDeliverer:
         if checked.refusal is not None:
             return AttemptResult(None, f"refused to call the URL: it {checked.refusal}")
         body = str(delivery["body"]).encode("utf-8")
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            **signature_headers(secret, delivery["id"], int(time.time()), body),
-        }
+        try:
+            signatures = signature_headers(secret, delivery["id"], int(time.time()), body)
+        except ValueError as exc:  # binascii.Error: the stored secret is not whsec_ + base64
+            return AttemptResult(None, f"cannot sign with the run's secret: {exc}")
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signatures}
         target = httpx.URL(url)
         extensions: dict[str, Any] = {}
         if checked.address is not None:
