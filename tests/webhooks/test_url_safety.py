@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from cuaflow.dsl.parse import parse_workflow
-from cuaflow.engine.start import RunOptions, start_workflow_run
+from cuaflow.engine.start import RunOptions, TaskRunOptions, start_task_run, start_workflow_run
 from cuaflow.errors import WorkflowInvalid
 from cuaflow.store import runs as store
 from cuaflow.store import tables
@@ -124,3 +124,16 @@ def test_a_run_with_a_webhook_url_gets_its_own_stored_secret(engine: sa.Engine) 
     assert first["webhook_secret"] != second["webhook_secret"]
     assert store.get_run(engine, first["id"])["webhook_secret"] == first["webhook_secret"]
     assert plain["webhook_secret"] is None
+
+
+def test_task_runs_check_the_url_and_get_a_secret_too(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v1/runs task runs follow the same rules: refused when unsafe, a secret when not."""
+    options = TaskRunOptions(machine_id="m", task="t", webhook_url="http://10.0.0.7/hook")
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    with pytest.raises(WorkflowInvalid, match="private address"):
+        start_task_run(engine, options)
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")
+    row = start_task_run(engine, options)
+    assert store.get_run(engine, row["id"])["webhook_secret"].startswith("whsec_")

@@ -181,6 +181,7 @@ def start_task_run(
         },
         "test_mode": test_mode,
         "webhook_url": options.webhook_url,
+        "webhook_secret": webhook_secret_for(options.webhook_url),
         "metadata": options.metadata,
         "runnable_at": now,
         "created_at": now,
