@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -30,6 +31,10 @@ async def test_approval_suspends_and_resume_continues(harness: Harness) -> None:
     assert waiting["awaiting_human_reason"] == "Look at the logs"
     assert waiting["lease_owner"] is None
     assert harness.worker is not None
+    for _ in range(50):  # the run's task ends right after its suspension commits
+        if harness.worker.active_runs == 0:
+            break
+        await asyncio.sleep(0.02)
     assert harness.worker.active_runs == 0
     store.resume_run(harness.engine, run_id, approved=True, note="fine")
     harness.worker.wake()
@@ -145,3 +150,28 @@ async def test_max_iterations_guard_counts_all_loops(harness: Harness) -> None:
     assert run["status"] == "failed"
     assert run["error"]["code"] == "GUARD_EXCEEDED"
     assert run["error"]["step_id"] == "l2"
+
+
+async def test_background_processes_stop_when_the_run_ends_after_a_wait(harness: Harness) -> None:
+    """A server started before an approval is still stopped when the run finishes later."""
+    run_id = harness.start(
+        wf(bash("serve", "nohup sleep 300 > /dev/null 2>&1 & echo $! > pid"), APPROVAL),
+        inputs={"what": "x"},
+    )
+    await harness.wait(run_id, {"awaiting_human"})
+    pid = int((harness.data_dir / "runs" / run_id / "pid").read_text())
+    os.kill(pid, 0)  # still running while the run waits
+    store.resume_run(harness.engine, run_id, approved=False)
+    await harness.wait(run_id)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and _alive(pid):
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0]  # noqa: SIM115
+    except OSError:
+        return False
+    return state != "Z"

@@ -296,3 +296,18 @@ def test_parse_never_crashes_and_normalising_twice_changes_nothing(
         return
     again = workflow_document(parse_workflow(json.loads(json.dumps(canonical))))
     assert again == canonical
+
+
+def test_unary_seed_condition_refuses_a_value() -> None:
+    """field_exists with a value would silently test the value; it is refused at 'value'."""
+    doc = {
+        "name": "n",
+        "steps": [
+            {
+                "id": "a",
+                "type": "assert",
+                "condition": {"type": "field_exists", "field": "inputs.x", "value": "x"},
+            }
+        ],
+    }
+    assert locations(doc) == [("steps", 0, "condition", "value")]

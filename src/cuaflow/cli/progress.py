@@ -86,7 +86,9 @@ class ProgressView:
         )
         if run.get("error"):
             error = run["error"]
-            where = f" at step '{error['step_id']}'" if error.get("step_id") else ""
+            step_id = error.get("step_id")
+            named = step_id and f"'{step_id}'" in error["message"]
+            where = f" at step '{step_id}'" if step_id and not named else ""
             self.console.print(f"[red]{error['code']}{where}: {escape(error['message'])}[/]")
         if run.get("output") is not None:
             self.console.print(f"output: {escape(json.dumps(run['output']))}", highlight=False)
@@ -99,7 +101,10 @@ def _money(cents: int) -> str:
 def _action_text(action: dict[str, Any]) -> str:
     for key in ("command", "url", "text", "path", "summary", "reason"):
         if action.get(key):
-            return escape(str(action[key])[:120])
+            lines = str(action[key]).strip().splitlines() or [""]
+            first = lines[0]
+            more = len(first) > 72 or len(lines) > 1
+            return escape(first[:72]) + ("[dim] …[/]" if more else "")
     if "port" in action:
         return f"{action.get('host', '')}:{action['port']}"
     if "seconds" in action:

@@ -212,6 +212,13 @@ class _Normalizer:
             )
         operand = f"{{{{{field}}}}}" if isinstance(field, str) and "{{" not in field else field
         if op in _UNARY:
+            if "value" in cond:
+                # Canonically `value` is the tested field, so the stray key gets a
+                # location of its own that maps back to where it was written.
+                cond.pop("value")
+                stray = (*loc, "value (not allowed)")
+                self.locs.move(stray, ("value",))
+                self.issues.append(Issue(stray, f"'{kind}' takes no 'value'"))
             inner["value"] = operand
             self.locs.move((*inner_loc, "value"), ("field",))
         else:

@@ -16,7 +16,9 @@ from cuaflow.dsl.models import Workflow
 from cuaflow.engine.interpreter import Interpreter
 from cuaflow.engine.outcomes import RunEnded, StepFailed, Suspended
 from cuaflow.engine.run_state import RunState, deadline_error
+from cuaflow.engine.task_step import LOCAL_TERMINAL
 from cuaflow.errors import StoreError
+from cuaflow.machines.terminal import TerminalMachine
 from cuaflow.store import runs as store
 from cuaflow.store.writer import Event, UnitOfWork, Writer
 
@@ -133,7 +135,11 @@ async def _finish(state: RunState, end: RunEnded) -> str:
         log.exception("could not record the end of run %s; it will be retried", state.run_id)
         return "released"
     finally:
-        for machine in state.machines.values():
+        # The terminal is closed even when this process never used it: processes
+        # the run started before it waited or moved workers are listed on disk.
+        machines = dict(state.machines)
+        machines.setdefault(LOCAL_TERMINAL, TerminalMachine(LOCAL_TERMINAL, state.workdir))
+        for machine in machines.values():
             with contextlib.suppress(Exception):
                 await machine.close()
     return "finished"

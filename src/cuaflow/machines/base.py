@@ -14,15 +14,14 @@ value out of what it returns with :func:`scrub_secrets`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from cuaflow.dsl import templates
 from cuaflow.dsl.actions import ACTION_TYPES, Action
 from cuaflow.errors import MachineError
 
-SECRET_PLACEHOLDER = re.compile(r"\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 SECRET_MASK = "***"
 
 
@@ -104,14 +103,10 @@ def substitute_secrets(text: str, secrets: Mapping[str, str]) -> str:
 
     Raises :class:`MachineError` naming the first secret that is not in ``secrets``.
     """
-
-    def value_of(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in secrets:
-            raise MachineError(f"unknown secret '{name}': no secret of that name is set")
-        return secrets[name]
-
-    return SECRET_PLACEHOLDER.sub(value_of, text)
+    unknown = sorted(templates.secret_names(text) - secrets.keys())
+    if unknown:
+        raise MachineError(f"unknown secret '{unknown[0]}': no secret of that name is set")
+    return templates.substitute_secrets(text, secrets)
 
 
 def secret_values(secrets: Mapping[str, str]) -> list[str]:

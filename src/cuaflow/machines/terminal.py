@@ -34,6 +34,7 @@ from cuaflow.machines.base import (
     unsupported_action,
 )
 
+PROCESS_LIST_SUFFIX = ".processes"
 DEFAULT_BASH_TIMEOUT_SECONDS = 300.0
 POLL_SECONDS = 0.05
 # A stopped group gets this long to exit on SIGTERM before SIGKILL.
@@ -91,9 +92,34 @@ class TerminalMachine:
         return Observation(text=self._last_output)
 
     async def close(self) -> None:
-        """Stop every process group this machine started that is still running."""
-        groups, self._groups = list(self._groups), set()
-        await asyncio.gather(*(_stop_group(pgid) for pgid in groups))
+        """Stop every process group started in this working directory that is still running.
+
+        Groups are also listed in a file beside the working directory, so a machine
+        made again for the same run (after the run waited for a human, or after
+        a worker restart) stops what an earlier one started.
+        """
+        groups, self._groups = self._groups | self._recorded_groups(), set()
+        owned = [pgid for pgid in groups if _group_works_in(pgid, self.workdir)]
+        await asyncio.gather(*(_stop_group(pgid) for pgid in owned))
+        with contextlib.suppress(OSError):
+            self._process_list.unlink()
+
+    @property
+    def _process_list(self) -> Path:
+        # Beside the working directory, not in it: the run's files stay its own.
+        return self.workdir.with_name(self.workdir.name + PROCESS_LIST_SUFFIX)
+
+    def _record_group(self, pgid: int) -> None:
+        self._groups.add(pgid)
+        with contextlib.suppress(OSError), self._process_list.open("a") as listing:
+            listing.write(f"{pgid}\n")
+
+    def _recorded_groups(self) -> set[int]:
+        try:
+            lines = self._process_list.read_text().split()
+        except OSError:
+            return set()
+        return {int(line) for line in lines if line.isdigit()}
 
     async def _bash(self, action: Bash, secrets: Mapping[str, str]) -> ActionResult:
         timeout = (
@@ -123,7 +149,7 @@ class TerminalMachine:
             except OSError as error:
                 raise MachineError(f"cannot start /bin/bash in {self.workdir}: {error}") from error
             pgid = process.pid
-            self._groups.add(pgid)
+            self._record_group(pgid)
             timed_out = False
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
@@ -233,6 +259,26 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue  # the process ended while we looked
         if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def _group_works_in(pgid: int, workdir: Path) -> bool:
+    """Whether a live process of group ``pgid`` runs inside ``workdir``.
+
+    Checked before stopping a recorded group, so that a process group id the
+    system has since given to unrelated processes is left alone.
+    """
+    root = str(workdir.resolve())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_bytes().rpartition(b")")[2].split()
+            if len(fields) < 3 or int(fields[2]) != pgid or fields[0] == b"Z":
+                continue
+            cwd = os.readlink(stat.parent / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
             return True
     return False
 
