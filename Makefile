@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint setup setup-dev bench
+.PHONY: demo test lint setup system-deps bench
 
 $(BIN)/cuaflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+# Chromium, Xvfb, xdotool, sshd and PostgreSQL for the machine and database tests.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: system-deps lint
 	$(BIN)/pytest -q
 
 bench: setup
