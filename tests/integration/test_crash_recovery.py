@@ -159,3 +159,35 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
         assert run["steps_completed"] == len(tool_calls) >= ACTIONS_PER_RUN
         assert len(set(counts)) == ACTIONS_PER_RUN
     assert restarts > 0, "the first kill should have interrupted tasks in flight"
+
+
+def test_two_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
+    """Two workers on one SQLite file split the runs, and one's SIGKILL leaves the rest to the other."""
+    db_url = f"sqlite:///{tmp_path / 'cuaflow.db'}"
+    data_dir = tmp_path / "data"
+    engine = open_database(db_url)
+    no_gate = {**WORKFLOW, "steps": [s for s in WORKFLOW["steps"] if s["id"] != "gate"]}
+    workflow = parse_workflow(no_gate)
+    run_ids = [start_workflow_run(engine, workflow, RunOptions())["id"] for _ in range(RUNS)]
+    log = tmp_path / "worker.log"
+    first = _start_worker(db_url, data_dir, log)
+    second = _start_worker(db_url, data_dir, log)
+    try:
+        time.sleep(1.5)
+        _kill(first)
+        _wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
+    finally:
+        _kill(second)
+    for run_id in run_ids:
+        run = store.get_run(engine, run_id)
+        events = store.events_after(engine, run_id, 0, limit=100_000)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        tool_calls = [e for e in events if e["type"] == "tool_call"]
+        assert run["spent_cents"] == 5 * len(tool_calls)
+        completed = [
+            e["data"]["path"]
+            for e in events
+            if e["type"] == "step" and e["data"]["status"] == "succeeded"
+        ]
+        assert len(completed) == len(set(completed))
+    assert "database is locked" not in log.read_text()
