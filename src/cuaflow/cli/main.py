@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cuaflow.cli.keys import keys_app
 from cuaflow.errors import CuaflowError, WorkflowInvalid
 
 app = typer.Typer(
@@ -152,3 +153,33 @@ def worker(
         asyncio.run(run_worker(concurrency, lease_seconds, console))
     except KeyboardInterrupt:
         console.print("worker stopped")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(envvar="CUAFLOW_HOST", help="The address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CUAFLOW_PORT", help="The port to listen on.")] = 8000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CUAFLOW_DATABASE_URL",
+            help="The database (default: SQLite in ./cuaflow-data, or CUAFLOW_DATA_DIR).",
+        ),
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (and a worker, unless --no-worker) until interrupted."""
+    from cuaflow.cli.serve import run_server  # noqa: PLC0415  # keep --help fast
+
+    try:
+        run_server(host, port, database_url, worker=not no_worker, console=console)
+    except CuaflowError as exc:
+        errors.print(f"[red]{exc.code}[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+app.add_typer(keys_app, name="keys")

@@ -1,0 +1,62 @@
+"""Fuzz every route from the server's own OpenAPI document (schemathesis), a bounded number of times.
+
+Generated requests, valid by the schema and deliberately invalid, must never get
+a 5xx, and every answer must have a documented status, content type and shape.
+(The cases are driven with Hypothesis directly: schemathesis' own pytest
+plugin does not load under this pytest version.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api.conftest import Server
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
+
+
+@pytest.fixture(scope="module")
+def operations(server: Server) -> list[Any]:
+    """Every operation of the running server's OpenAPI document."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("mode", list(EXAMPLES), ids=lambda mode: mode.value)
+def test_no_server_errors_and_answers_match_the_schema(
+    server: Server, operations: list[Any], mode: GenerationMode
+) -> None:
+    """Each operation answers generated requests with documented, well-formed answers."""
+    headers = {"X-API-Key": server.key(f"fuzz-{mode.value}")}
+    assert len(operations) == 19
+    for operation in operations:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES[mode],
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: Any) -> None:
+            case.call_and_validate(base_url=server.url, headers=headers, checks=CHECKS, timeout=10)
+
+        check()
