@@ -111,7 +111,7 @@ class InvalidState(CuaflowError):
 
 
 class WebhookVerificationError(CuaflowError):
-    """A received webhook is not authentic: missing headers, a stale timestamp, or a bad signature."""
+    """A received webhook is not authentic: missing headers, a stale timestamp, a bad signature."""
 
     code = "WEBHOOK_VERIFICATION_FAILED"
 
