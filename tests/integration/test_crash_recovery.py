@@ -92,6 +92,13 @@ def _wait_until(predicate: Any, timeout: float) -> None:
     raise AssertionError("timed out waiting")
 
 
+def _billed_steps(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(tables.billing)).scalar_one()
+        )
+
+
 def _statuses(engine: sa.Engine, run_ids: list[str]) -> collections.Counter[str]:
     return collections.Counter(store.get_run(engine, run_id)["status"] for run_id in run_ids)
 
@@ -108,7 +115,8 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
     log = tmp_path / "worker.log"
 
     worker = _start_worker(db_url, data_dir, log)
-    time.sleep(1.2)  # inside the first tasks and the parallel branches
+    # Kill once the runs are inside their first tasks and parallel branches.
+    _wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
     _kill(worker)
     assert _statuses(engine, run_ids)["running"] > 0
 
@@ -173,7 +181,7 @@ def test_two_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     first = _start_worker(db_url, data_dir, log)
     second = _start_worker(db_url, data_dir, log)
     try:
-        time.sleep(1.5)
+        _wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
         _kill(first)
         _wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
     finally:

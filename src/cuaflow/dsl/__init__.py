@@ -1,0 +1,1 @@
+"""The workflow language: models, normalisation, validation, templates, conditions, schema."""
