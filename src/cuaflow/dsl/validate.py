@@ -20,6 +20,7 @@ from itertools import chain, islice
 from cuaflow.dsl.inputs import inputs_schema_issues
 from cuaflow.dsl.models import LoopStep, ParallelStep, RetryStep, Workflow
 from cuaflow.dsl.references import ReferenceChecker, StepSite, format_loc, walk_steps
+from cuaflow.dsl.templates import is_single_placeholder
 from cuaflow.errors import Issue, Loc
 
 MAX_STEPS = 200
@@ -128,13 +129,15 @@ def _loop_issues(step: LoopStep, loc: Loc) -> Iterator[Issue]:
     if len(given) != 1:
         has = "has none" if not given else f"has {' and '.join(given)}"
         yield Issue(loc, f"loop '{step.id}' {has}: it needs exactly one of count, while, for_each")
-    if isinstance(step.count, str) and not _is_single_template(step.count):
+    # Only a lone placeholder renders to a raw value; anything else renders to text,
+    # which no count or list can be.
+    if isinstance(step.count, str) and not is_single_placeholder(step.count):
         yield Issue(
             (*loc, "count"),
             f"count {step.count!r} must be a number or a single template such as"
             " '{{inputs.times}}'",
         )
-    if isinstance(step.for_each, str) and not _is_single_template(step.for_each):
+    if isinstance(step.for_each, str) and not is_single_placeholder(step.for_each):
         yield Issue(
             (*loc, "for_each"),
             f"for_each {step.for_each!r} must be a list or a single template such as"
@@ -180,9 +183,3 @@ def _save_as_issues(
         )
     else:
         seen[name] = site.loc
-
-
-def _is_single_template(text: str) -> bool:
-    # The renderer yields a raw value only for exactly one placeholder with nothing
-    # outside it; anything else renders to text, which no count or list can be.
-    return text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
