@@ -62,41 +62,18 @@ def start_workflow_run(
         override = getattr(options, name)
         if override is not None:
             guards[name] = override
-    now = time.time()
-    run_id = store.new_id("wfr_")
-    params = options.model_dump(
-        include={
-            "machine_id",
-            "task",
-            "cua_version",
-            "instructions",
-            "system_prompt",
-            "max_steps",
-            "on_awaiting_human",
-            "awaiting_human_timeout_seconds",
-        }
+    row = _queued_run(
+        "workflow",
+        workflow,
+        options,
+        tenant_id=tenant_id,
+        inputs=inputs,
+        guards=guards,
+        test_mode=test_mode,
+        workflow_id=workflow_id,
+        workflow_version=workflow_version,
     )
-    row = {
-        "id": run_id,
-        "tenant_id": tenant_id,
-        "kind": "workflow",
-        "status": "queued",
-        "workflow_id": workflow_id,
-        "workflow_version": workflow_version,
-        "definition": workflow_document(workflow),
-        "params": params,
-        "inputs": inputs,
-        "guards": guards,
-        "test_mode": test_mode,
-        "webhook_url": options.webhook_url,
-        # Refuses an unsafe URL (WorkflowInvalid at webhook_url) before anything is written.
-        "webhook_secret": webhook_secret_for(options.webhook_url),
-        "metadata": options.metadata,
-        "runnable_at": now,
-        "created_at": now,
-    }
-    unit = UnitOfWork(events=[Event(run_id, "status", {"status": "queued"})])
-    store.insert_run(engine, row, unit)
+    store.insert_run(engine, row, UnitOfWork(events=[Event(row["id"], "status", _QUEUED)]))
     return row
 
 
@@ -153,40 +130,68 @@ def start_task_run(
     """
     step = {"id": "task", "type": "task", "task": options.task, "machine_id": options.machine_id}
     workflow = Workflow.model_validate({"name": "task", "steps": [step]})
-    now = time.time()
-    run_id = store.new_id("run_")
-    params = options.model_dump(
-        include={
-            "machine_id",
-            "task",
-            "cua_version",
-            "instructions",
-            "system_prompt",
-            "max_steps",
-            "on_awaiting_human",
-        }
+    guards = {
+        "budget_cents": options.budget_cents,
+        "deadline_seconds": options.deadline_seconds,
+        "max_iterations": None,
+    }
+    row = _queued_run(
+        "task",
+        workflow,
+        options,
+        tenant_id=tenant_id,
+        inputs={},
+        guards=guards,
+        test_mode=test_mode,
     )
-    row = {
-        "id": run_id,
+    store.insert_run(engine, row, UnitOfWork(events=[Event(row["id"], "status", _QUEUED)]))
+    return row
+
+
+_QUEUED = {"status": "queued"}
+# Run options the interpreter and agents read back from runs.params.
+_PARAMS = {
+    "machine_id",
+    "task",
+    "cua_version",
+    "instructions",
+    "system_prompt",
+    "max_steps",
+    "on_awaiting_human",
+    "awaiting_human_timeout_seconds",
+}
+
+
+def _queued_run(
+    kind: str,
+    workflow: Workflow,
+    options: RunOptions | TaskRunOptions,
+    *,
+    tenant_id: str,
+    inputs: dict[str, Any],
+    guards: dict[str, Any],
+    test_mode: bool,
+    workflow_id: str | None = None,
+    workflow_version: int | None = None,
+) -> dict[str, Any]:
+    """The row of a new queued run, claimable at once."""
+    now = time.time()
+    return {
+        "id": store.new_id("wfr_" if kind == "workflow" else "run_"),
         "tenant_id": tenant_id,
-        "kind": "task",
+        "kind": kind,
         "status": "queued",
+        "workflow_id": workflow_id,
+        "workflow_version": workflow_version,
         "definition": workflow_document(workflow),
-        "params": params,
-        "inputs": {},
-        "guards": {
-            "budget_cents": options.budget_cents,
-            "deadline_seconds": options.deadline_seconds,
-            "max_iterations": None,
-        },
+        "params": options.model_dump(include=_PARAMS),
+        "inputs": inputs,
+        "guards": guards,
         "test_mode": test_mode,
         "webhook_url": options.webhook_url,
+        # Refuses an unsafe URL (WorkflowInvalid at webhook_url) before anything is written.
         "webhook_secret": webhook_secret_for(options.webhook_url),
         "metadata": options.metadata,
         "runnable_at": now,
         "created_at": now,
     }
-    store.insert_run(
-        engine, row, UnitOfWork(events=[Event(run_id, "status", {"status": "queued"})])
-    )
-    return row
