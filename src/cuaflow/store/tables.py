@@ -267,3 +267,26 @@ webhook_deliveries = Table(
     _one_of("status", WEBHOOK_DELIVERY_STATUSES, "status"),
     Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
 )
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("tenant_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    # Fernet token of the value; the key lives outside the database.
+    Column("ciphertext", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "name"),
+)
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("tenant_id", String, nullable=False),
+    Column("id", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("config", _json(), nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
