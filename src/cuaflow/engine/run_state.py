@@ -60,7 +60,13 @@ class RunState:
 
     def template_context(self, variables: dict[str, Any]) -> dict[str, Any]:
         """The names templates can use at this point of the run."""
-        return {**self.bindings, "inputs": self.run["inputs"] or {}, "vars": variables}
+        # Secrets render as their placeholders; naming one that is not set is an error.
+        return {
+            **self.bindings,
+            "inputs": self.run["inputs"] or {},
+            "vars": variables,
+            "secrets": self.secrets,
+        }
 
     def bind(self, step: m.Step, binding: dict[str, Any]) -> None:
         """Make a step's result visible to later templates (under its id and save_as)."""

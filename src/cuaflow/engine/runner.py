@@ -20,6 +20,7 @@ from cuaflow.engine.task_step import LOCAL_TERMINAL
 from cuaflow.errors import StoreError
 from cuaflow.machines.terminal import TerminalMachine
 from cuaflow.store import runs as store
+from cuaflow.store.secrets import load_secrets
 from cuaflow.store.writer import Event, UnitOfWork, Writer
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ async def drive_run(
             return "released"
         journal = await asyncio.to_thread(store.load_journal, engine, run_id)
         signals = await asyncio.to_thread(store.load_signals, engine, run_id)
+        secrets = await asyncio.to_thread(load_secrets, engine, run["tenant_id"])
     except StoreError:
         log.exception("could not load run %s; its lease will lapse and it will be retried", run_id)
         return "released"
@@ -54,6 +56,7 @@ async def drive_run(
         signals=signals,
         writer=writer,
         workdir=data_dir / "runs" / run_id,
+        secrets=secrets,
     )
     if run["cancel_requested"]:
         return await _finish(state, RunEnded("cancelled", error=_cancelled()))
