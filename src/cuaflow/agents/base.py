@@ -9,7 +9,7 @@ records events durably. The agent decides which actions to perform on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -25,6 +25,7 @@ class TaskOutcome:
     """How a task ended: whether it passed, a summary, structured output, and an error.
 
     ``error`` is ``{"code": ..., "message": ...}`` when the task did not pass.
+    ``verdict`` is the v4 verifier's ``{passed, reason, checks}``, when one ran.
     """
 
     passed: bool
@@ -32,6 +33,7 @@ class TaskOutcome:
     summary: str | None = None
     output: Any = None
     error: dict[str, str] | None = None
+    verdict: dict[str, Any] | None = None
 
     @classmethod
     def succeeded(cls, summary: str | None = None, output: Any = None) -> TaskOutcome:
@@ -90,8 +92,19 @@ class AgentContext(Protocol):
         """Call before each agent step; raises when the budget or deadline is exhausted."""
         ...
 
-    async def end_agent_step(self, action: dict[str, Any], result: ActionResult) -> None:
-        """Bill the agent step and record its ``tool_call``/``tool_result`` events."""
+    async def end_agent_step(
+        self,
+        action: dict[str, Any],
+        result: ActionResult,
+        *,
+        earlier: Sequence[tuple[dict[str, Any], ActionResult]] = (),
+    ) -> None:
+        """Bill the agent step and record its ``tool_call``/``tool_result`` events.
+
+        A model turn that performed several actions is still one agent step:
+        ``earlier`` holds the actions it performed before ``action``, each
+        recorded with its own events, the step billed once.
+        """
         ...
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:

@@ -1,0 +1,87 @@
+"""A model fills and submits a form in real Chromium, its clicks scaled from a small frame."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from cuaflow.agents.config import LoopSettings, ProviderSettings
+from cuaflow.agents.loop import ModelAgent, default_scaler
+from cuaflow.agents.providers.openai import OpenAIProvider
+from cuaflow.agents.verifier import VerifiedAgent
+from tests.agents.fakes import context_for, openai_turn, serve
+
+browser = pytest.importorskip("cuaflow.machines.browser")
+if browser.find_chromium() is None:
+    pytest.skip("no Chromium on this machine", allow_module_level=True)
+
+# The name field's centre is at (550, 320) on the 1280x800 page: (275, 160) on a half-size frame.
+FORM = b"""<!doctype html><html><body style="margin:0">
+<form action="/thanks" method="get">
+<input name="name" style="position:absolute; left:400px; top:300px; width:300px; height:40px">
+</form></body></html>"""
+THANKS = b"<!doctype html><html><body><h1>Thanks!</h1></body></html>"
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[str, list[str]]]:
+    """A local web server with the form; yields its URL and the paths it was asked for."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            page = THANKS if self.path.startswith("/thanks") else FORM
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_model_fills_and_submits_a_form(site: tuple[str, list[str]]) -> None:
+    """Navigate, click the field on a half-size screenshot, type, press Enter: the server gets it."""
+    url, asked = site
+    small = LoopSettings(screenshot_max_width=640, screenshot_max_height=400)
+    machine = browser.BrowserMachine("browser")
+    with serve(
+        openai_turn(("navigate", {"url": f"{url}/form"})),
+        openai_turn(("click", {"x": 275, "y": 160}), ("type", {"text": "Ada"})),
+        openai_turn(("key", {"keys": ["Enter"]})),
+        openai_turn(("done", {"summary": "submitted"})),
+    ) as server:
+        settings = ProviderSettings(api_key=None, base_url=f"{server.url}/v1", max_retries=0)
+        agent = ModelAgent(
+            OpenAIProvider("fake", settings), settings=small, scaler=default_scaler(small)
+        )
+        ctx = context_for(machine, "sign the guest book as Ada", verify=[
+            {"type": "url", "pattern": "*/thanks?name=Ada"},
+            {"type": "text", "text": "Thanks!"},
+        ])  # fmt: skip
+        try:
+            outcome = await VerifiedAgent(agent).run(ctx)
+        finally:
+            await machine.close()
+    assert outcome.passed, (outcome.error, outcome.verdict)
+    assert "/thanks?name=Ada" in asked
+    assert [a["type"] for a in ctx.actions] == ["navigate", "click", "type", "key", "done"]
+    assert (ctx.actions[1]["x"], ctx.actions[1]["y"]) == (551, 321)
+    # The model was shown frames of 640x400, never the full page.
+    image = server.requests[1].body["messages"][-1]["content"][-1]["image_url"]["url"]
+    assert image.startswith("data:image/png;base64,")
+    assert "Current URL: " + f"{url}/form" in str(server.requests[1].body["messages"][-1])
