@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from cuaflow.cli.keys import keys_app
+from cuaflow.cli.secrets import app as secrets_app
 from cuaflow.errors import CuaflowError, WorkflowInvalid
 
 app = typer.Typer(
@@ -183,3 +184,4 @@ def serve(
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
