@@ -12,7 +12,8 @@ from cuaflow.agents.config import ProviderSettings
 from cuaflow.agents.loop import LOOP_DETECTED, ModelAgent
 from cuaflow.agents.prompts import Briefing
 from cuaflow.agents.providers.openai import OpenAIProvider
-from cuaflow.errors import AgentError
+from cuaflow.errors import AgentError, MachineError
+from cuaflow.machines.base import Observation
 from cuaflow.machines.terminal import TerminalMachine
 from tests.agents.fakes import (
     FakeModelServer,
@@ -199,3 +200,34 @@ async def test_a_hanging_model_is_cancelled_promptly(terminal: TerminalMachine) 
         with pytest.raises(asyncio.CancelledError):
             await task
         assert asyncio.get_running_loop().time() - started < 1
+
+
+class Glitchy(TerminalMachine):
+    """A terminal whose first ``failures`` observations fail, as a busy browser's capture can."""
+
+    def __init__(self, workdir: Path, failures: int) -> None:
+        super().__init__("glitchy", workdir)
+        self.failures = failures
+
+    async def observe(self) -> Observation:
+        if self.failures > 0:
+            self.failures -= 1
+            raise MachineError("Unable to capture screenshot")
+        return await super().observe()
+
+
+async def test_one_failed_observation_is_tried_again(tmp_path: Path) -> None:
+    """A machine that fails to observe once is asked again, and the task goes on."""
+    with serve(openai_turn(("done", {"summary": "fine"}))) as server:
+        outcome = await ModelAgent(provider(server)).run(context_for(Glitchy(tmp_path, 1)))
+    assert outcome.passed
+
+
+async def test_a_machine_that_cannot_be_observed_fails_the_task(tmp_path: Path) -> None:
+    """A machine that keeps failing to observe ends the task with its error code."""
+    with serve() as server:
+        outcome = await ModelAgent(provider(server)).run(context_for(Glitchy(tmp_path, 2)))
+    assert outcome_error_code(outcome) == "MACHINE_ERROR"
+    assert outcome.error is not None
+    assert "Unable to capture screenshot" in outcome.error["message"]
+    assert server.requests == []

@@ -45,6 +45,7 @@ from cuaflow.machines.base import ActionResult, Machine, scrub_secrets
 from cuaflow.machines.screenshots import png_size, scale_for_model
 
 LOOP_DETECTED = "LOOP_DETECTED"
+OBSERVE_RETRY_SECONDS = 0.25
 
 Scaler = Callable[[bytes], tuple[bytes, CoordinateScale | None]]
 Performed = tuple[dict[str, Any], ActionResult]
@@ -144,7 +145,12 @@ class ModelAgent:
 
 async def look(machine: Machine, secrets: Mapping[str, str], scaler: Scaler) -> Frame:
     """Observe ``machine`` and prepare what the model is shown."""
-    observation = await machine.observe()
+    try:
+        observation = await machine.observe()
+    except MachineError:
+        # A browser busy painting can refuse one capture; a second try a moment later decides.
+        await asyncio.sleep(OBSERVE_RETRY_SECONDS)
+        observation = await machine.observe()
     text = scrub_secrets(observation.text, secrets)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(text.encode())
