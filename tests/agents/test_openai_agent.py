@@ -231,3 +231,21 @@ async def test_a_machine_that_cannot_be_observed_fails_the_task(tmp_path: Path) 
     assert outcome.error is not None
     assert "Unable to capture screenshot" in outcome.error["message"]
     assert server.requests == []
+
+
+async def test_arguments_as_an_object_or_broken_json_are_handled(terminal: TerminalMachine) -> None:
+    """Arguments sent as a JSON object work; arguments that are not JSON go back as an error."""
+    as_object = openai_turn(("bash", {"command": "echo obj"}))
+    function = as_object.body["choices"][0]["message"]["tool_calls"][0]["function"]
+    function["arguments"] = {"command": "echo obj"}
+    broken = openai_turn(("bash", {}))
+    broken.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = "{oops"
+    with serve(as_object, broken, openai_turn(("done", {"summary": "ok"}))) as server:
+        ctx = context_for(terminal)
+        outcome = await ModelAgent(provider(server)).run(ctx)
+    assert outcome.passed
+    assert ctx.steps[0][0][1].output == "obj\n"
+    report = [m for m in server.requests[2].body["messages"] if m["role"] == "tool"][-1]
+    assert "not valid JSON" in report["content"]
+    sent = server.requests[1].body["messages"][2]["tool_calls"][0]["function"]["arguments"]
+    assert sent == '{"command": "echo obj"}'

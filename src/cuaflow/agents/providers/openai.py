@@ -86,7 +86,9 @@ class OpenAIProvider:
             raise AgentError(f"cannot reach the model server at {where}: {error}") from error
         if not completion.choices:
             raise AgentError(f"the model server ({self.spec}) answered with no choices")
-        return completion.choices[0].message.model_dump(mode="json", exclude_none=True)
+        # Lenient servers send odd shapes (arguments as an object): read them, do not warn.
+        message = completion.choices[0].message
+        return message.model_dump(mode="json", exclude_none=True, warnings=False)
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -132,7 +134,7 @@ class OpenAISession:
         content = str(message.get("content") or "")
         history: dict[str, Any] = {"role": "assistant", "content": content or None}
         if calls:
-            history["tool_calls"] = message["tool_calls"]
+            history["tool_calls"] = [_as_sent(raw) for raw in message["tool_calls"]]
         self.messages.append(history)
         # Servers that reason before answering (vLLM, DeepSeek, Ollama) return it beside content.
         reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
@@ -155,16 +157,26 @@ def _tool_call(raw: dict[str, Any]) -> ToolCall:
     function = raw.get("function") or {}
     name = str(function.get("name") or "")
     call_id = str(raw.get("id") or "")
-    try:
-        arguments = json.loads(function.get("arguments") or "{}")
-    except json.JSONDecodeError as error:
-        return ToolCall(call_id, name, {}, error=f"the arguments are not valid JSON: {error}")
+    arguments = function.get("arguments") or "{}"
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as error:
+            return ToolCall(call_id, name, {}, error=f"the arguments are not valid JSON: {error}")
     if not isinstance(arguments, dict):
         return ToolCall(call_id, name, {}, error="the arguments must be a JSON object")
     try:
         return ToolCall(call_id, name, arguments, action=action_from_call(name, arguments))
     except AgentError as error:
         return ToolCall(call_id, name, arguments, error=str(error))
+
+
+def _as_sent(raw: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as the API spells it, with its arguments as a JSON string."""
+    function = dict(raw.get("function") or {})
+    if not isinstance(function.get("arguments"), str):
+        function["arguments"] = json.dumps(function.get("arguments") or {})
+    return {**raw, "function": function}
 
 
 def _prune_screenshots(messages: list[Any]) -> None:
