@@ -108,7 +108,11 @@ class AnthropicProvider:
         except anthropic.APIConnectionError as error:
             where = self.settings.base_url or "api.anthropic.com"
             raise AgentError(f"cannot reach the model server at {where}: {error}") from error
-        return [block.model_dump(mode="json", exclude_none=True) for block in message.content]
+        # Lenient servers send odd shapes: read them as they come, without warnings.
+        return [
+            block.model_dump(mode="json", exclude_none=True, warnings=False)
+            for block in message.content
+        ]
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
