@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cuaflow.dsl import models as m
+from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.outcomes import RunEnded
 from cuaflow.machines.base import Machine
 from cuaflow.store.writer import UnitOfWork, Writer
@@ -27,6 +28,7 @@ class RunState:
     signals: dict[str, dict[str, Any]]
     writer: Writer
     workdir: Path
+    pool: MachinePool
     secrets: dict[str, str] = field(default_factory=dict)
     bindings: dict[str, Any] = field(default_factory=dict)
     machines: dict[str, Machine] = field(default_factory=dict)

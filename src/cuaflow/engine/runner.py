@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cuaflow.dsl.models import Workflow
 from cuaflow.engine.interpreter import Interpreter
+from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.outcomes import RunEnded, StepFailed, Suspended
 from cuaflow.engine.run_state import RunState, deadline_error
 from cuaflow.engine.task_step import LOCAL_TERMINAL
@@ -32,6 +33,7 @@ async def drive_run(
     run_id: str,
     *,
     data_dir: Path,
+    pool: MachinePool | None = None,
     cancel_requested: Callable[[], bool] = lambda: False,
 ) -> str:
     """Execute a claimed run until it finishes or waits; return what happened.
@@ -56,6 +58,7 @@ async def drive_run(
         signals=signals,
         writer=writer,
         workdir=data_dir / "runs" / run_id,
+        pool=pool or MachinePool(engine, data_dir),
         secrets=secrets,
     )
     if run["cancel_requested"]:

@@ -26,7 +26,7 @@ from cuaflow.agents.simulated import SimulatedAgent
 from cuaflow.agents.verifier import VerifiedAgent
 from cuaflow.dsl import models as m
 from cuaflow.engine.outcomes import StepFailed
-from cuaflow.errors import AgentError
+from cuaflow.errors import AgentError, MachineError, NotFound
 from cuaflow.machines.base import ActionResult, Machine
 from cuaflow.machines.terminal import TerminalMachine
 from cuaflow.store.runs import new_id
@@ -49,32 +49,37 @@ async def run_task_step(
     params = state.params
     task_text = str(interp.render(step.task, scope, step.id))
     cua_version = step.cua_version or params.get("cua_version") or "v3"
-    machine_id = step.machine_id or params.get("machine_id") or LOCAL_TERMINAL
+    machine_id = str(
+        interp.render(step.machine_id, scope, step.id) or params.get("machine_id") or LOCAL_TERMINAL
+    )
     # A task run started on its own (POST /v1/runs) is its own task run.
     standalone = state.run["kind"] == "task"
     task_run_id = state.run_id if standalone else new_id("run_")
     _start(state, step, path, task_run_id, task_text, cua_version, machine_id)
     await state.flush()
-    machine = _machine(state, machine_id)
+    rendered = _rendered(interp, step, scope)
     ctx = _Context(
         interp=interp,
         scope=scope,
         run_id=state.run_id,
         step_path=path,
         task=task_text,
-        step=step,
-        machine=machine or _NO_MACHINE,
+        step=rendered,
+        machine=_NO_MACHINE,
         max_steps=step.max_steps or params.get("max_steps") or DEFAULT_MAX_STEPS,
         secrets=state.secrets,
         task_run_id=task_run_id,
         price=state.price(cua_version),
+        machine_id=machine_id,
     )
     finish = UnitOfWork()
     try:
-        if machine is None:
-            outcome = TaskOutcome.failed(f"no machine '{machine_id}'", code="MACHINE_NOT_FOUND")
-        else:
-            outcome = await _perform(ctx, _agent(state, step, cua_version))
+        try:
+            async with state.pool.use(state, machine_id, ctx.waiting_for_machine) as machine:
+                ctx.machine = machine
+                outcome = await _perform(ctx, _agent(state, rendered, cua_version))
+        except NotFound as exc:
+            outcome = TaskOutcome.failed(str(exc), code="MACHINE_NOT_FOUND")
     except (StepFailed, asyncio.CancelledError) as stop:
         if standalone:
             raise
@@ -203,7 +208,7 @@ async def _perform(ctx: _Context, agent: Agent) -> TaskOutcome:
             return await agent.run(ctx)
         async with asyncio.timeout(ctx.step.timeout_seconds):
             return await agent.run(ctx)
-    except AgentError as exc:
+    except (AgentError, MachineError) as exc:
         return TaskOutcome.failed(str(exc), code=exc.code)
     except TimeoutError:
         return TaskOutcome.failed(
@@ -235,12 +240,14 @@ def _agent(state: RunState, step: m.TaskStep, cua_version: str) -> Agent:
     return VerifiedAgent(agent, model) if cua_version == "v4" else agent
 
 
-def _machine(state: RunState, machine_id: str) -> Machine | None:
-    machine = state.machines.get(machine_id)
-    if machine is None and machine_id == LOCAL_TERMINAL:
-        machine = TerminalMachine(LOCAL_TERMINAL, state.workdir)
-        state.machines[machine_id] = machine
-    return machine
+def _rendered(interp: Interpreter, step: m.TaskStep, scope: Scope) -> m.TaskStep:
+    """The step with its free-text settings rendered (the task text is rendered apart)."""
+    fields = ("instructions", "system_prompt", "model")
+    values = {name: getattr(step, name) for name in fields if getattr(step, name) is not None}
+    if not values:
+        return step
+    rendered = interp.render(values, scope, step.id)
+    return step.model_copy(update={name: str(value) for name, value in rendered.items()})
 
 
 @dataclass
@@ -258,11 +265,20 @@ class _Context:
     secrets: Mapping[str, str]
     task_run_id: str
     price: int
+    machine_id: str = LOCAL_TERMINAL
     steps: int = 0
     cost_cents: int = 0
 
     def render(self, value: Any) -> Any:
         return self.interp.render(value, self.scope, self.step.id)
+
+    async def waiting_for_machine(self, ahead: int, holder: str | None) -> None:
+        """Say in the run's events that the task waits for a machine another run holds."""
+        message = (
+            f"task step '{self.step.id}' waits for machine '{self.machine_id}': "
+            f"{ahead} task(s) ahead, held by run {holder}"
+        )
+        await self.emit("text", {"message": message, "machine_id": self.machine_id})
 
     async def begin_agent_step(self) -> None:
         state = self.interp.state

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.runner import drive_run
 from cuaflow.errors import StoreError
 from cuaflow.store import runs as store
@@ -53,6 +54,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.writer = writer or Writer(engine)
         self._own_writer = writer is None
+        self.machines = MachinePool(engine, data_dir)
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._cancelling: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -81,6 +83,7 @@ class Worker:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks.values(), return_exceptions=True)
+        await self.machines.close()
         if self._own_writer:
             await self.writer.close()
 
@@ -125,6 +128,7 @@ class Worker:
                 self.writer,
                 run_id,
                 data_dir=self.data_dir,
+                pool=self.machines,
                 cancel_requested=lambda: run_id in self._cancelling,
             ),
             name=f"cuaflow-run-{run_id}",
