@@ -17,6 +17,7 @@ import pytest
 
 from cuaflow.store.database import open_database
 from cuaflow.store.keys import create_key
+from tests.db import database_url
 
 SERVER_ENV = {
     "CUAFLOW_SSE_KEEPALIVE_SECONDS": "0.5",
@@ -97,7 +98,7 @@ class Server:
 def new_server(tmp: Path, *extra_args: str) -> Server:
     """A server (not started) on a fresh database under ``tmp``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    return Server(tmp, f"sqlite:///{tmp / 'cuaflow.db'}", extra_args=extra_args)
+    return Server(tmp, database_url(tmp), extra_args=extra_args)
 
 
 @pytest.fixture(scope="session")

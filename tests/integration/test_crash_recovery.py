@@ -19,6 +19,7 @@ from cuaflow.engine.start import RunOptions, start_workflow_run
 from cuaflow.store import runs as store
 from cuaflow.store import tables
 from cuaflow.store.database import open_database
+from tests.db import database_url
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +108,7 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     """After two SIGKILLs (mid-task/parallel, then mid-wait) every run ends right, exactly billed."""
-    db_url = f"sqlite:///{tmp_path / 'cuaflow.db'}"
+    db_url = database_url(tmp_path)
     data_dir = tmp_path / "data"
     engine = open_database(db_url)
     workflow = parse_workflow(WORKFLOW)
@@ -171,7 +172,7 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
 
 def test_two_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     """Two workers on one SQLite file split the runs, and one's SIGKILL leaves the rest to the other."""
-    db_url = f"sqlite:///{tmp_path / 'cuaflow.db'}"
+    db_url = database_url(tmp_path)
     data_dir = tmp_path / "data"
     engine = open_database(db_url)
     no_gate = {**WORKFLOW, "steps": [s for s in WORKFLOW["steps"] if s["id"] != "gate"]}

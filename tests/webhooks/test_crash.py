@@ -21,6 +21,7 @@ from cuaflow.engine.start import RunOptions, start_workflow_run
 from cuaflow.store import runs as store
 from cuaflow.store import webhooks as outbox
 from cuaflow.store.database import open_database
+from tests.db import database_url
 from tests.webhooks.receiver import Answer, Receiver, check_signatures
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def test_deliveries_survive_sigkill_and_arrive_exactly_once(
 ) -> None:
     """A kill mid-delivery, and a cancel while no worker runs, both end delivered exactly once."""
     monkeypatch.setenv("CUAFLOW_WEBHOOK_ALLOW_PRIVATE", "1")  # for start_workflow_run here
-    db_url = f"sqlite:///{tmp_path / 'cuaflow.db'}"
+    db_url = database_url(tmp_path)
     engine = open_database(db_url)
     log = tmp_path / "worker.log"
     hold = threading.Event()

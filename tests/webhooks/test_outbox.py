@@ -20,6 +20,7 @@ from cuaflow.store.database import open_database
 from cuaflow.store.writer import Event, UnitOfWork, apply_units
 from cuaflow.webhooks.delivery import WebhookDeliverer, pin_to_address
 from cuaflow.webhooks.schedule import DeliverySettings
+from tests.db import database_url
 from tests.webhooks.receiver import Answer, Receiver, answers, check_signatures
 
 WORKFLOW = parse_workflow({"name": "w", "steps": [{"id": "ok", "type": "succeed"}]})
@@ -36,7 +37,7 @@ def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> sa.Engine:
-    return open_database(f"sqlite:///{tmp_path / 'cuaflow.db'}")
+    return open_database(database_url(tmp_path))
 
 
 def _run(engine: sa.Engine, url: str = "http://127.0.0.1:9/hooks") -> str:

@@ -14,13 +14,14 @@ from cuaflow.store import runs as store
 from cuaflow.store import tables
 from cuaflow.store.database import open_database
 from cuaflow.webhooks.url_safety import ALLOW_PRIVATE_ENV, check_url
+from tests.db import database_url
 
 WORKFLOW = parse_workflow({"name": "w", "steps": [{"id": "ok", "type": "succeed"}]})
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> sa.Engine:
-    return open_database(f"sqlite:///{tmp_path / 'cuaflow.db'}")
+    return open_database(database_url(tmp_path))
 
 
 @pytest.fixture
