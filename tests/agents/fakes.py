@@ -197,6 +197,7 @@ class RecordingContext:
     begun: int = 0
     steps: list[list[tuple[dict[str, Any], ActionResult]]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     def render(self, value: Any) -> Any:
         return value
@@ -215,6 +216,10 @@ class RecordingContext:
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         self.events.append((type, data))
+
+    async def save_artifact(self, name: str, data: bytes) -> str:
+        self.artifacts[name] = data
+        return name
 
     @property
     def actions(self) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,20 @@ class FakeContext:
             raise BudgetExhausted
         self.begun += 1
 
-    async def end_agent_step(self, action: dict[str, Any], result: ActionResult) -> None:
-        self.ended.append((action, result))
+    async def end_agent_step(
+        self,
+        action: dict[str, Any],
+        result: ActionResult,
+        *,
+        earlier: Sequence[tuple[dict[str, Any], ActionResult]] = (),
+    ) -> None:
+        self.ended.extend([*earlier, (action, result)])
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         self.events.append((type, data))
+
+    async def save_artifact(self, name: str, data: bytes) -> str:
+        return name
 
 
 def _step(*actions: dict[str, Any]) -> TaskStep:

@@ -111,6 +111,10 @@ class AgentContext(Protocol):
         """Record another event of the task, such as ``text`` or ``reasoning``."""
         ...
 
+    async def save_artifact(self, name: str, data: bytes) -> str:
+        """Keep a file of the run (a screenshot the model saw); the next agent step names it."""
+        ...
+
 
 class Agent(Protocol):
     """Carries out a task step on its machine."""

@@ -101,6 +101,7 @@ class ModelAgent:
         provider = await self.provider()
         machine = ctx.machine
         frame = await look(machine, ctx.secrets, self.scaler)
+        await _keep(ctx, frame, 0)
         types = tuple(kind for kind in ACTION_TYPES if kind in machine.capabilities)
         screen = frame.view.screen
         session = provider.start(
@@ -137,10 +138,17 @@ class ModelAgent:
             if outcome is not None:
                 return outcome
             frame = await look(machine, ctx.secrets, self.scaler)
+            await _keep(ctx, frame, steps)
             if frame.view.png is None and frame.view.text == result.output:
                 # A terminal shows the last output, which the model just read in the report.
                 frame = replace(frame, view=replace(frame.view, text=""))
             text = ""
+
+
+async def _keep(ctx: AgentContext, frame: Frame, step: int) -> None:
+    # The frame the model is shown, kept with the run and named by its next agent step.
+    if frame.view.png is not None:
+        await ctx.save_artifact(f"step-{step:03d}.png", frame.view.png)
 
 
 async def look(machine: Machine, secrets: Mapping[str, str], scaler: Scaler) -> Frame:

@@ -11,6 +11,7 @@ steps stay billed, and a ``text`` event says so.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from cuaflow.engine.outcomes import StepFailed
 from cuaflow.errors import AgentError, MachineError, NotFound
 from cuaflow.machines.base import ActionResult, Machine
 from cuaflow.machines.terminal import TerminalMachine
+from cuaflow.store.artifacts import ArtifactStore
 from cuaflow.store.runs import new_id
 from cuaflow.store.writer import Event, UnitOfWork
 
@@ -266,11 +268,21 @@ class _Context:
     task_run_id: str
     price: int
     machine_id: str = LOCAL_TERMINAL
+    last_artifact: str | None = None
     steps: int = 0
     cost_cents: int = 0
 
     def render(self, value: Any) -> Any:
         return self.interp.render(value, self.scope, self.step.id)
+
+    async def save_artifact(self, name: str, data: bytes) -> str:
+        """Keep ``data`` with the run under a name unique to this step instance."""
+        prefix = re.sub(r"[^A-Za-z0-9._-]", "_", self.step_path)
+        stored = f"{prefix}-{name}"
+        store = ArtifactStore(self.interp.state.pool.data_dir)
+        await asyncio.to_thread(store.save, self.run_id, stored, data)
+        self.last_artifact = stored
+        return stored
 
     async def waiting_for_machine(self, ahead: int, holder: str | None) -> None:
         """Say in the run's events that the task waits for a machine another run holds."""
@@ -311,6 +323,8 @@ class _Context:
                 "error": outcome.error,
                 "output": outcome.output[-EVENT_OUTPUT_CHARS:],
             }
+            if self.last_artifact is not None:
+                call["screenshot"] = self.last_artifact  # what the model saw when it chose this
             events.append(Event(self.task_run_id, "tool_call", {"action": performed}))
             events.append(Event(self.task_run_id, "tool_result", call))
             if self.run_id != self.task_run_id:
