@@ -11,7 +11,10 @@ decides when to wake whom, and serves those reads in batches:
   :meth:`EventHub.poke`. For events other processes write (a separate worker,
   another API replica, the CLI), *one* poller task for the whole process reads
   ``last_seq`` and ``status`` of every run that has a subscriber every
-  ``poll_seconds`` and wakes the streams of runs that moved.
+  ``poll_seconds`` and wakes the streams of runs that moved. On PostgreSQL
+  the hub also listens for the ``cuaflow_events`` notification every commit
+  sends (:mod:`cuaflow.store.notify`), so streams on every replica wake
+  within milliseconds; the poller remains the fallback.
 - **Reads.** Reads that arrive while one is in flight are gathered and done
   together on one connection in one worker thread (:meth:`EventHub.read`), so
   a commit that wakes hundreds of streams costs a few round trips, not
@@ -32,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cuaflow.errors import StoreError
+from cuaflow.store.notify import Listener, listen, supports_notifications
 from cuaflow.store.run_queries import events_after_many, last_seqs
 from cuaflow.store.runs import FINISHED
 
@@ -61,6 +65,7 @@ class EventHub:
         self._reads: list[tuple[str, int, asyncio.Future[list[dict[str, Any]]]]] = []
         self._reading = False
         self._poller: asyncio.Task[None] | None = None
+        self.listener: Listener | None = None
         self.reads = 0
         self.read_batches = 0
 
@@ -68,9 +73,16 @@ class EventHub:
         """Start the poller on the running loop."""
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        if self.listener is None and supports_notifications(self._engine.url):
+            self.listener = listen(
+                self._engine.url, on_events=lambda run_id, seq: self.on_commit([(run_id, seq)])
+            )
 
     async def stop(self) -> None:
         """Stop the poller and wake every stream so it can notice the shutdown."""
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cuaflow.errors import InvalidState, NotFound
 from cuaflow.store import tables
 from cuaflow.store.database import translate_errors
+from cuaflow.store.notify import notify_runs_ready
 from cuaflow.store.writer import Event, UnitOfWork, apply_units
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
@@ -80,16 +81,20 @@ def renew_leases(
     if not run_ids:
         return set(), set()
     with translate_errors(), engine.begin() as conn:
-        conn.execute(
-            runs.update()
-            .where(runs.c.id.in_(run_ids), runs.c.lease_owner == owner)
-            .values(lease_expires_at=time.time() + lease_seconds)
-        )
+        # Locked in id order, like every transaction that locks several runs.
         rows = conn.execute(
-            sa.select(runs.c.id, runs.c.lease_owner, runs.c.cancel_requested).where(
-                runs.c.id.in_(run_ids)
-            )
+            sa.select(runs.c.id, runs.c.lease_owner, runs.c.cancel_requested)
+            .where(runs.c.id.in_(run_ids))
+            .order_by(runs.c.id)
+            .with_for_update()
         ).all()
+        mine = [row.id for row in rows if row.lease_owner == owner]
+        if mine:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id.in_(mine))
+                .values(lease_expires_at=time.time() + lease_seconds)
+            )
     cancelled = {row.id for row in rows if row.cancel_requested}
     # A run this worker just suspended or finished has no owner: it is not lost.
     lost = {row.id for row in rows if row.lease_owner not in (owner, None)}
@@ -230,21 +235,45 @@ def fire_due_timers(engine: sa.Engine, limit: int = 500) -> list[str]:
 
     A fired deadline or approval timeout does not decide anything itself: the
     run is replayed and the interpreter sees that the time has passed.
+
+    Several workers may sweep at once and each timer still fires once: a
+    sweep deletes a run's timers only while it holds the run's row lock. It
+    takes the run locks first, as writers do (so the two never deadlock), and
+    skips runs another transaction holds; their timers fire at a later sweep.
     """
     now = time.time()
     timers = tables.timers
     with translate_errors(), engine.begin() as conn:
-        due = conn.execute(
-            sa.select(timers.c.id, timers.c.run_id)
-            .where(timers.c.due_at <= now)
-            .order_by(timers.c.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not due:
+        due_runs = sorted(
+            set(
+                conn.execute(
+                    sa.select(timers.c.run_id)
+                    .where(timers.c.due_at <= now)
+                    .order_by(timers.c.due_at)
+                    .limit(limit)
+                ).scalars()
+            )
+        )
+        if not due_runs:
             return []
-        conn.execute(timers.delete().where(timers.c.id.in_([row.id for row in due])))
-        run_ids = sorted({row.run_id for row in due})
+        held = list(
+            conn.execute(
+                sa.select(runs.c.id)
+                .where(runs.c.id.in_(due_runs))
+                .order_by(runs.c.id)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        # Read again under the locks: a sweep that committed meanwhile took its timers.
+        fired = conn.execute(
+            sa.select(timers.c.id, timers.c.run_id).where(
+                timers.c.run_id.in_(held), timers.c.due_at <= now
+            )
+        ).all()
+        if not fired:
+            return []
+        conn.execute(timers.delete().where(timers.c.id.in_([row.id for row in fired])))
+        run_ids = sorted({row.run_id for row in fired})
         conn.execute(
             runs.update()
             .where(
@@ -252,6 +281,7 @@ def fire_due_timers(engine: sa.Engine, limit: int = 500) -> list[str]:
             )
             .values(runnable_at=now)
         )
+        notify_runs_ready(conn, run_ids)
     return run_ids
 
 

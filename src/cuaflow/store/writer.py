@@ -17,6 +17,13 @@ journalled, and replay recomputes it.
 Event ``seq`` numbers are assigned inside the transaction from ``runs.last_seq``
 (read under the write lock), so they are gap-free per run even when an API
 process appends events to the same run.
+
+Every transaction locks the rows of the runs it touches first, in id order
+(``SELECT ... FOR UPDATE`` on PostgreSQL), so two writers never deadlock. A
+writer that belongs to a worker (``owner``) refuses a unit for a run whose
+lease another worker now holds: a worker that stalled past its lease cannot
+write over the one that took the run over. On PostgreSQL the transaction also
+sends the notifications of :mod:`cuaflow.store.notify`, delivered at commit.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cuaflow.errors import StoreError
 from cuaflow.store import tables
 from cuaflow.store.database import translate_errors
+from cuaflow.store.notify import notify_events, notify_runs_ready
 from cuaflow.store.webhooks import enqueue_status_changes
 
 
@@ -64,15 +73,28 @@ class UnitOfWork:
         """Set columns of a run row; a key starting with ``+`` adds to the column."""
         self.run_updates.setdefault(run_id, {}).update(values)
 
+    def touched_runs(self) -> set[str]:
+        """The ids of the existing runs this unit writes to (not the runs it creates)."""
+        touched = {event.run_id for event in self.events} | set(self.run_updates)
+        touched |= {row["run_id"] for row in (*self.journal, *self.billing, *self.new_timers)}
+        touched |= {run_id for run_id, _ in self.cancel_timers}
+        return touched - {row["id"] for row in self.new_runs}
+
 
 CommitListener = Callable[[list[tuple[str, int]]], None]
 
 
 class Writer:
-    """Queues units of work and commits them in batches from one thread."""
+    """Queues units of work and commits them in batches from one thread.
 
-    def __init__(self, engine: sa.Engine) -> None:
+    With ``owner`` (a worker's lease owner name), units that touch a run
+    leased to another owner are refused: their futures fail with
+    :class:`~cuaflow.errors.StoreError` and nothing of them is written.
+    """
+
+    def __init__(self, engine: sa.Engine, *, owner: str | None = None) -> None:
         self._engine = engine
+        self.owner = owner
         self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuaflow-writer")
@@ -117,7 +139,9 @@ class Writer:
             if not batch:
                 continue
             try:
-                seqs = await loop.run_in_executor(self._thread, self._commit, [u for u, _ in batch])
+                seqs, refused = await loop.run_in_executor(
+                    self._thread, self._commit, [u for u, _ in batch]
+                )
             except Exception as exc:  # every waiter must learn why its write failed
                 for _, future in batch:
                     if not future.done():
@@ -125,38 +149,81 @@ class Writer:
                 continue
             self.batches += 1
             self.units += len(batch)
-            for _, future in batch:
-                if not future.done():
+            for index, (_, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if index in refused:
+                    future.set_exception(StoreError(refused[index]))
+                else:
                     future.set_result(None)
             if seqs:
                 for listener in self._listeners:
                     listener(seqs)
 
-    def _commit(self, units: list[UnitOfWork]) -> list[tuple[str, int]]:
+    def _commit(self, units: list[UnitOfWork]) -> tuple[list[tuple[str, int]], dict[int, str]]:
         with translate_errors(), self._engine.begin() as conn:
-            return apply_units(conn, units)
+            locked = _lock_runs(conn, units)
+            refused = _refused(units, locked, self.owner) if self.owner else {}
+            accepted = [unit for index, unit in enumerate(units) if index not in refused]
+            return _apply(conn, accepted, locked), refused
 
 
 def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str, int]]:
     """Write ``units`` in order inside the caller's transaction; return new last seqs."""
+    return _apply(conn, units, _lock_runs(conn, units))
+
+
+@dataclass(frozen=True)
+class _LockedRun:
+    last_seq: int
+    lease_owner: str | None
+
+
+def _lock_runs(conn: sa.Connection, units: list[UnitOfWork]) -> dict[str, _LockedRun]:
+    run_ids = sorted(set().union(*(unit.touched_runs() for unit in units)))
+    if not run_ids:
+        return {}
+    runs = tables.runs
+    # One order for every transaction that locks several runs: no deadlocks.
+    query = (
+        sa.select(runs.c.id, runs.c.last_seq, runs.c.lease_owner)
+        .where(runs.c.id.in_(run_ids))
+        .order_by(runs.c.id)
+        .with_for_update()
+    )
+    return {row.id: _LockedRun(row.last_seq, row.lease_owner) for row in conn.execute(query)}
+
+
+def _refused(units: list[UnitOfWork], locked: dict[str, _LockedRun], owner: str) -> dict[int, str]:
+    refused: dict[int, str] = {}
+    for index, unit in enumerate(units):
+        for run_id in sorted(unit.touched_runs()):
+            holder = locked[run_id].lease_owner if run_id in locked else None
+            if holder not in (None, owner):
+                refused[index] = (
+                    f"run '{run_id}' is leased to {holder} now; the write of {owner} was refused"
+                )
+                break
+    return refused
+
+
+def _apply(
+    conn: sa.Connection, units: list[UnitOfWork], locked: dict[str, _LockedRun]
+) -> list[tuple[str, int]]:
     now = time.time()
     new_runs = [row for unit in units for row in unit.new_runs]
     if new_runs:
         conn.execute(tables.runs.insert(), new_runs)
+    last_seq = {run_id: run.last_seq for run_id, run in locked.items()}
+    last_seq |= {row["id"]: row.get("last_seq", 0) for row in new_runs}
     events = [event for unit in units for event in unit.events]
-    last_seq: dict[str, int] = {}
+    written: set[str] = set()
     if events:
-        run_ids = sorted({event.run_id for event in events})
-        query = (
-            sa.select(tables.runs.c.id, tables.runs.c.last_seq)
-            .where(tables.runs.c.id.in_(run_ids))
-            .with_for_update()
-        )
-        last_seq = {row.id: row.last_seq for row in conn.execute(query)}
         rows = []
         for event in events:
             if event.run_id not in last_seq:
                 continue  # the run is gone (deleted); its events go with it
+            written.add(event.run_id)
             last_seq[event.run_id] += 1
             rows.append(
                 {
@@ -168,8 +235,10 @@ def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str,
                     "created_at": now,
                 }
             )
-        conn.execute(tables.events.insert(), rows)
-    _update_runs(conn, units, last_seq)
+        if rows:
+            conn.execute(tables.events.insert(), rows)
+    new_seqs = sorted((run_id, last_seq[run_id]) for run_id in written)
+    _update_runs(conn, units, dict(new_seqs))
     # Webhook outbox rows commit with the status changes they announce, or not at all.
     enqueue_status_changes(conn, units)
     journal = [row for unit in units for row in unit.journal]
@@ -188,7 +257,18 @@ def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str,
     timers = [row | {"created_at": now} for unit in units for row in unit.new_timers]
     if timers:
         conn.execute(tables.timers.insert(), timers)
-    return sorted(last_seq.items())
+    notify_runs_ready(conn, _made_runnable(units))
+    notify_events(conn, new_seqs)
+    return new_seqs
+
+
+def _made_runnable(units: list[UnitOfWork]) -> set[str]:
+    ready = {row["id"] for unit in units for row in unit.new_runs if row.get("runnable_at")}
+    for unit in units:
+        for run_id, values in unit.run_updates.items():
+            if values.get("runnable_at") is not None:
+                ready.add(run_id)
+    return ready
 
 
 def _update_runs(conn: sa.Connection, units: list[UnitOfWork], last_seq: dict[str, int]) -> None:

@@ -7,6 +7,14 @@ cancellation is requested (the heartbeat reads ``cancel_requested``). If the
 worker dies, its leases lapse and another worker (or this one restarted)
 claims the runs and replays them from their journals. Several worker processes
 may share one database: a claim is one transaction, so a run has one owner.
+
+On PostgreSQL the worker also listens for notifications
+(:mod:`cuaflow.store.notify`): a run created, resumed or woken by a timer in
+any process wakes it at once. Polling stays, so a lost notification only
+delays a run by one poll.
+
+``CUAFLOW_LEASE_SECONDS`` sets how long a lease lasts without a heartbeat
+(default 15): after a crash, the worker's runs are taken over that much later.
 """
 
 from __future__ import annotations
@@ -23,12 +31,30 @@ import sqlalchemy as sa
 
 from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.runner import drive_run
-from cuaflow.errors import StoreError
+from cuaflow.errors import CuaflowError, StoreError
 from cuaflow.store import runs as store
+from cuaflow.store.notify import Listener, listen, supports_notifications
 from cuaflow.store.writer import Writer
 from cuaflow.webhooks.delivery import WebhookDeliverer
 
 log = logging.getLogger(__name__)
+
+LEASE_SECONDS_ENV = "CUAFLOW_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 15.0
+
+
+def default_lease_seconds() -> float:
+    """``CUAFLOW_LEASE_SECONDS`` if set, else 15 seconds."""
+    raw = os.environ.get(LEASE_SECONDS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise CuaflowError(f"{LEASE_SECONDS_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 class Worker:
@@ -40,20 +66,25 @@ class Worker:
         *,
         data_dir: Path,
         concurrency: int = 1000,
-        lease_seconds: float = 15.0,
+        lease_seconds: float | None = None,
         poll_seconds: float = 0.25,
         heartbeat_seconds: float = 0.5,
         writer: Writer | None = None,
+        notifications: bool = True,
     ) -> None:
         self.engine = engine
         self.data_dir = data_dir
         self.concurrency = concurrency
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or default_lease_seconds()
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.writer = writer or Writer(engine)
+        # The worker's own writer refuses writes to runs another worker took over.
+        self.writer = writer or Writer(engine, owner=self.owner)
         self._own_writer = writer is None
+        self._notifications = notifications and supports_notifications(engine.url)
+        # The notification subscription while started on PostgreSQL (tests wait for it).
+        self.listener: Listener | None = None
         self.machines = MachinePool(engine, data_dir)
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._cancelling: set[str] = set()
@@ -70,6 +101,11 @@ class Worker:
     async def start(self) -> None:
         """Start claiming, heartbeating, firing timers and sending webhooks in the background."""
         self.writer.start()
+        if self._notifications:
+            # on_connect: work announced while the listener was down is found by one claim.
+            self.listener = listen(
+                self.engine.url, on_run_ready=lambda _run_id: self.wake(), on_connect=self.wake
+            )
         self._loops = [
             asyncio.create_task(self._claim_forever(), name="cuaflow-claim"),
             asyncio.create_task(self._heartbeat_forever(), name="cuaflow-heartbeat"),
@@ -78,6 +114,9 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop claiming; interrupt running runs (their leases lapse and they resume later)."""
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
         for loop in self._loops:
             loop.cancel()
         for task in list(self._tasks.values()):
