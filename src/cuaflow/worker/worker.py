@@ -34,10 +34,13 @@ from cuaflow.engine.runner import drive_run
 from cuaflow.errors import CuaflowError, StoreError
 from cuaflow.store import runs as store
 from cuaflow.store.notify import Listener, listen, supports_notifications
+from cuaflow.store.artifacts import ArtifactStore
 from cuaflow.store.writer import Writer
 from cuaflow.webhooks.delivery import WebhookDeliverer
 
 log = logging.getLogger(__name__)
+
+ARTIFACT_SWEEP_SECONDS = 3600.0
 
 LEASE_SECONDS_ENV = "CUAFLOW_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 15.0
@@ -110,6 +113,7 @@ class Worker:
             asyncio.create_task(self._claim_forever(), name="cuaflow-claim"),
             asyncio.create_task(self._heartbeat_forever(), name="cuaflow-heartbeat"),
             asyncio.create_task(self.webhooks.run_forever(), name="cuaflow-webhooks"),
+            asyncio.create_task(self._sweep_artifacts_forever(), name="cuaflow-artifacts"),
         ]
 
     async def stop(self) -> None:
@@ -180,6 +184,16 @@ class Worker:
         self._cancelling.discard(run_id)
         # A run that finished or suspended frees a slot; a resumed one may be waiting.
         self._wakeup.set()
+
+    async def _sweep_artifacts_forever(self) -> None:
+        # Retention is counted in days: a sweep an hour is plenty, and cheap.
+        store_of_files = ArtifactStore(self.data_dir)
+        while True:
+            try:
+                await asyncio.to_thread(store_of_files.sweep, self.engine)
+            except StoreError:
+                log.exception("sweeping old artifacts failed; trying again later")
+            await asyncio.sleep(ARTIFACT_SWEEP_SECONDS)
 
     async def _heartbeat_forever(self) -> None:
         while True:
