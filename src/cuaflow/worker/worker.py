@@ -13,8 +13,13 @@ On PostgreSQL the worker also listens for notifications
 any process wakes it at once. Polling stays, so a lost notification only
 delays a run by one poll.
 
-``CUAFLOW_LEASE_SECONDS`` sets how long a lease lasts without a heartbeat
-(default 15): after a crash, the worker's runs are taken over that much later.
+Settings (environment variables, overridden by constructor arguments):
+
+- ``CUAFLOW_LEASE_SECONDS``: how long a lease lasts without a heartbeat
+  (default 15); after a crash, the worker's runs are taken over that much later.
+- ``CUAFLOW_WORKER_POLL_SECONDS``: how often an idle worker looks for work and
+  due timers (default 0.25). With notifications (PostgreSQL) polling only
+  catches what a lost notification missed, so many workers may poll less.
 """
 
 from __future__ import annotations
@@ -43,20 +48,31 @@ log = logging.getLogger(__name__)
 ARTIFACT_SWEEP_SECONDS = 3600.0
 
 LEASE_SECONDS_ENV = "CUAFLOW_LEASE_SECONDS"
+POLL_SECONDS_ENV = "CUAFLOW_WORKER_POLL_SECONDS"
 DEFAULT_LEASE_SECONDS = 15.0
+DEFAULT_POLL_SECONDS = 0.25
 
 
 def default_lease_seconds() -> float:
     """``CUAFLOW_LEASE_SECONDS`` if set, else 15 seconds."""
-    raw = os.environ.get(LEASE_SECONDS_ENV, "").strip()
+    return _seconds(LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS)
+
+
+def default_poll_seconds() -> float:
+    """``CUAFLOW_WORKER_POLL_SECONDS`` if set, else a quarter of a second."""
+    return _seconds(POLL_SECONDS_ENV, DEFAULT_POLL_SECONDS)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_LEASE_SECONDS
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = 0.0
     if value <= 0:
-        raise CuaflowError(f"{LEASE_SECONDS_ENV} must be a positive number of seconds, got {raw!r}")
+        raise CuaflowError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
 
 
@@ -70,7 +86,7 @@ class Worker:
         data_dir: Path,
         concurrency: int = 1000,
         lease_seconds: float | None = None,
-        poll_seconds: float = 0.25,
+        poll_seconds: float | None = None,
         heartbeat_seconds: float = 0.5,
         writer: Writer | None = None,
         notifications: bool = True,
@@ -79,7 +95,7 @@ class Worker:
         self.data_dir = data_dir
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds or default_lease_seconds()
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = poll_seconds or default_poll_seconds()
         self.heartbeat_seconds = heartbeat_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # The worker's own writer refuses writes to runs another worker took over.
