@@ -16,7 +16,12 @@ from tests.postgres_server import free_port
 
 
 def start_worker(
-    db_url: str, data_dir: Path, log: Path, *, concurrency: int = 1000, **env: str
+    db_url: str,
+    data_dir: Path,
+    log: Path,
+    *,
+    concurrency: int = 1000,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A ``cuaflow worker`` process in a session of its own (so its shells die with it)."""
     return subprocess.Popen(
@@ -26,7 +31,7 @@ def start_worker(
             "CUAFLOW_DATABASE_URL": db_url,
             "CUAFLOW_DATA_DIR": str(data_dir),
             "CUAFLOW_LEASE_SECONDS": "2",
-            **env,
+            **(env or {}),
         },
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

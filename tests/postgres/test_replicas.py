@@ -50,7 +50,7 @@ class Deployment:
         data = tmp_path / "data"
         self.a = Replica(db_url, data, tmp_path / "a.log", worker=False, **SLOW_POLLS)
         self.b = Replica(db_url, data, tmp_path / "b.log", worker=False, **SLOW_POLLS)
-        self.worker = start_worker(db_url, data, tmp_path / "worker.log", **SLOW_POLLS)
+        self.worker = start_worker(db_url, data, tmp_path / "worker.log", env=SLOW_POLLS)
         self.logs = [tmp_path / name for name in ("a.log", "b.log", "worker.log")]
         self.a.wait_ready()
         self.b.wait_ready()
