@@ -269,3 +269,31 @@ def test_oversized_bodies_are_refused(server: Server, api: httpx.Client) -> None
     chunked = api.post("/v1/workflows", content=chunks())
     assert chunked.status_code == 413
     assert chunked.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_openapi_and_offline_docs_page(server: Server) -> None:
+    """/openapi.json lists every route; /docs renders it with no asset from another host."""
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    paths = set(spec["paths"])
+    for path in (
+        "/v1/workflows",
+        "/v1/workflows/{workflow_id}",
+        "/v1/workflows/{workflow_id}/runs",
+        "/v1/workflows/runs",
+        "/v1/workflows/validate",
+        "/v1/runs",
+        "/v1/runs/{run_id}",
+        "/v1/runs/{run_id}/cancel",
+        "/v1/runs/{run_id}/resume",
+        "/v1/runs/{run_id}/events",
+        "/v1/workflows/runs/{run_id}/events",
+    ):
+        assert path in paths, path
+    security = spec["components"]["securitySchemes"]
+    assert security["APIKeyHeader"]["name"] == "X-API-Key"
+    page = httpx.get(f"{server.url}/docs")
+    assert page.status_code == 200
+    assert "/openapi.json" in page.text
+    assert "<script src=" not in page.text
+    assert "https://" not in page.text

@@ -25,8 +25,10 @@ from cuaflow.api.errors import install_error_handlers
 from cuaflow.api.event_hub import EventHub
 from cuaflow.api.middleware import RequestContextMiddleware
 from cuaflow.api.models import ErrorEnvelope
+from cuaflow.api.read_engine import read_engine
 from cuaflow.api.services import Services
 from cuaflow.api.settings import ApiSettings
+from cuaflow.api.write_lane import WriteLane
 from cuaflow.config import data_dir
 from cuaflow.store.database import open_database
 from cuaflow.worker.worker import Worker
@@ -68,13 +70,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = engine or open_database(database_url)
-        hub = EventHub(db, poll_seconds=chosen.poll_seconds)
+        reads = read_engine(db)
+        hub = EventHub(reads, poll_seconds=chosen.poll_seconds)
         worker = Worker(db, data_dir=data_dir()) if run_worker else None
         app.state.services = Services(
             engine=db,
+            reads=reads,
             settings=chosen,
             hub=hub,
-            keys=KeyCache(db, chosen.key_cache_seconds),
+            keys=KeyCache(reads, chosen.key_cache_seconds),
+            writes=WriteLane(db),
             worker=worker,
         )
         if worker is not None:
@@ -87,6 +92,9 @@ def create_app(
             await hub.stop()
             if worker is not None:
                 await worker.stop()
+            app.state.services.writes.close()
+            if reads is not db:
+                reads.dispose()
             if engine is None:
                 db.dispose()
 

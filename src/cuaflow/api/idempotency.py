@@ -50,10 +50,10 @@ async def idempotent(
             [Issue(("header", HEADER), "must be 1-128 characters of A-Z a-z 0-9 _ - :")]
         )
     digest = await _request_hash(request)
-    engine = services.engine
+    lane = services.writes
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        record = await asyncio.to_thread(store.reserve, engine, tenant_id, key, digest)
+        record = await lane.run(lambda db: store.reserve(db, tenant_id, key, digest))
         if record is None:
             break
         if record.request_hash != digest:
@@ -72,9 +72,9 @@ async def idempotent(
     try:
         status, body = await create()
     except BaseException:
-        await asyncio.shield(asyncio.to_thread(store.release, engine, tenant_id, key))
+        await asyncio.shield(lane.run(lambda db: store.release(db, tenant_id, key)))
         raise
-    await asyncio.to_thread(store.complete, engine, tenant_id, key, status, body)
+    await lane.run(lambda db: store.complete(db, tenant_id, key, status, body))
     return JSONResponse(body, status)
 
 

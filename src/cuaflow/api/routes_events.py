@@ -55,7 +55,7 @@ def _register(prefix: str, scope: str) -> None:
         """Stream the run's events: replay after the cursor, then live, until ``done``."""
         cursor = after if after is not None else _header_cursor(last_event_id)
         try:
-            row = await asyncio.to_thread(store.get_run, svc.engine, run_id, who.tenant_id)
+            row = await asyncio.to_thread(store.get_run, svc.reads, run_id, who.tenant_id)
         except NotFound:
             raise ApiError(404, "RUN_NOT_FOUND", f"no run with id '{run_id}'") from None
         frames = stream_events(svc, run_id, cursor, finished=row["status"] in store.FINISHED)

@@ -52,8 +52,8 @@ async def start_task(
     """Start one task for an agent on a machine; ``machine_id`` and ``task`` are required."""
 
     async def create() -> tuple[int, dict[str, Any]]:
-        row = await asyncio.to_thread(
-            start_task_run, svc.engine, options, tenant_id=who.tenant_id, test_mode=who.test_mode
+        row = await svc.writes.run(
+            lambda db: start_task_run(db, options, tenant_id=who.tenant_id, test_mode=who.test_mode)
         )
         svc.wake_worker()
         svc.hub.poke(row["id"])
@@ -82,7 +82,7 @@ def _register(prefix: str, read_scope: str, write_scope: str, default_type: RunT
         try:
             rows, more = await asyncio.to_thread(
                 list_runs,
-                svc.engine,
+                svc.reads,
                 who.tenant_id,
                 limit=limit,
                 starting_after=cursor,
@@ -93,7 +93,7 @@ def _register(prefix: str, read_scope: str, write_scope: str, default_type: RunT
         except NotFound:
             raise invalid_cursor(str(cursor)) from None
         ids = [row["id"] for row in rows if row["kind"] == "workflow"]
-        steps = await asyncio.to_thread(step_bindings, svc.engine, ids) if ids else {}
+        steps = await asyncio.to_thread(step_bindings, svc.reads, ids) if ids else {}
         rid = request_id_of(request)
         data = [run_object(row, rid, steps=steps.get(row["id"])) for row in rows]
         return JSONResponse(list_object(data, more, rid))
@@ -113,7 +113,7 @@ def _register(prefix: str, read_scope: str, write_scope: str, default_type: RunT
         worker = svc.worker
         if worker is None or not worker.cancel(run_id):
             try:
-                await asyncio.to_thread(store.request_cancel, svc.engine, run_id, who.tenant_id)
+                await svc.writes.run(lambda db: store.request_cancel(db, run_id, who.tenant_id))
             except InvalidState:
                 _check_cancellable(await _get(svc, who, run_id))
                 raise
@@ -131,13 +131,10 @@ def _register(prefix: str, read_scope: str, write_scope: str, default_type: RunT
         """Answer the approval a run waits for (default: approve); else 409."""
         answer = body or ResumeBody()
         try:
-            await asyncio.to_thread(
-                store.resume_run,
-                svc.engine,
-                run_id,
-                approved=answer.approved,
-                note=answer.note,
-                tenant_id=who.tenant_id,
+            await svc.writes.run(
+                lambda db: store.resume_run(
+                    db, run_id, approved=answer.approved, note=answer.note, tenant_id=who.tenant_id
+                )
             )
         except NotFound:
             raise _run_not_found(run_id) from None
@@ -198,7 +195,7 @@ async def _wait_finished(svc: Services, who: Principal, run_id: str) -> None:
 
 async def _get(svc: Services, who: Principal, run_id: str) -> dict[str, Any]:
     try:
-        return await asyncio.to_thread(store.get_run, svc.engine, run_id, who.tenant_id)
+        return await asyncio.to_thread(store.get_run, svc.reads, run_id, who.tenant_id)
     except NotFound:
         raise _run_not_found(run_id) from None
 
@@ -209,7 +206,7 @@ async def _run_answer(
     row = await _get(svc, who, run_id)
     steps = None
     if row["kind"] == "workflow":
-        steps = (await asyncio.to_thread(step_bindings, svc.engine, [run_id]))[run_id]
+        steps = (await asyncio.to_thread(step_bindings, svc.reads, [run_id]))[run_id]
     return run_object(row, request_id, steps=steps)
 
 

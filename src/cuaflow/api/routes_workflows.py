@@ -14,6 +14,7 @@ import asyncio
 import re
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -54,9 +55,8 @@ async def create_workflow(
 
     async def create() -> tuple[int, dict[str, Any]]:
         workflow = parse_workflow(body)
-        row = await asyncio.to_thread(
-            store.save_by_slug, svc.engine, who.tenant_id, _values(workflow)
-        )
+        values = _values(workflow)
+        row = await svc.writes.run(lambda db: store.save_by_slug(db, who.tenant_id, values))
         svc.remember(row["id"], row["version"], workflow)
         return 200, workflow_object(row, request_id_of(request))
 
@@ -77,7 +77,7 @@ async def list_workflows(
     try:
         rows, more = await asyncio.to_thread(
             store.list_workflows,
-            svc.engine,
+            svc.reads,
             who.tenant_id,
             limit=limit,
             starting_after=cursor,
@@ -120,7 +120,12 @@ async def start_adhoc_run(
         options = RunOptions.model_validate(
             body.model_dump(exclude={"definition", "inputs_schema"})
         )
-        return 200, await _start(request, svc, who, workflow, options, None, None)
+        row = await svc.writes.run(
+            lambda db: start_workflow_run(
+                db, workflow, options, tenant_id=who.tenant_id, test_mode=who.test_mode
+            )
+        )
+        return 200, _started(request, svc, row)
 
     return await idempotent(request, svc, who.tenant_id, create)
 
@@ -163,15 +168,16 @@ async def update_workflow(
                 document.pop(part, None)
         workflow = parse_workflow(document | changes)
         try:
-            row = await asyncio.to_thread(
-                store.save_new_version, svc.engine, who.tenant_id, workflow_id, _values(workflow)
+            values = _values(workflow)
+            row = await svc.writes.run(
+                lambda db: store.save_new_version(db, who.tenant_id, workflow_id, values)
             )
         except InvalidState as exc:
             raise ApiError(409, exc.code, str(exc)) from None
         svc.remember(row["id"], row["version"], workflow)
     if status is not None:
-        row = await asyncio.to_thread(
-            store.set_status, svc.engine, who.tenant_id, workflow_id, status
+        row = await svc.writes.run(
+            lambda db: store.set_status(db, who.tenant_id, workflow_id, status)
         )
     return JSONResponse(workflow_object(row, request_id_of(request)))
 
@@ -184,8 +190,8 @@ async def archive_workflow(
 ) -> JSONResponse:
     """Archive it: it can be read (and its runs go on) but not started again."""
     await _load(svc, who, workflow_id, None)
-    row = await asyncio.to_thread(
-        store.set_status, svc.engine, who.tenant_id, workflow_id, "archived"
+    row = await svc.writes.run(
+        lambda db: store.set_status(db, who.tenant_id, workflow_id, "archived")
     )
     return JSONResponse(workflow_object(row, request_id_of(request)))
 
@@ -205,8 +211,13 @@ async def start_run(
     """Start a run of the latest version (or ``version``); the run pins that version."""
     chosen = options or RunOptions()
 
-    async def create() -> tuple[int, dict[str, Any]]:
-        row = await _load(svc, who, workflow_id, chosen.version)
+    def start(db: sa.Engine) -> dict[str, Any]:
+        # Looked up in the same transaction as the insert: one trip to the
+        # database, and no new version or archiving can slip in between.
+        try:
+            row = store.get_workflow(db, who.tenant_id, workflow_id, chosen.version)
+        except NotFound as exc:
+            raise ApiError(404, "WORKFLOW_NOT_FOUND", str(exc)) from None
         if row["status"] != "active":
             raise ApiError(
                 409,
@@ -215,31 +226,23 @@ async def start_run(
                 current_state=row["status"],
                 allowed_from=["active"],
             )
-        workflow = _parsed(svc, row)
-        return 200, await _start(request, svc, who, workflow, chosen, row["id"], row["version"])
+        return start_workflow_run(
+            db,
+            svc.workflow_of(row),
+            chosen,
+            tenant_id=who.tenant_id,
+            workflow_id=row["id"],
+            workflow_version=row["version"],
+            test_mode=who.test_mode,
+        )
+
+    async def create() -> tuple[int, dict[str, Any]]:
+        return 200, _started(request, svc, await svc.writes.run(start))
 
     return await idempotent(request, svc, who.tenant_id, create)
 
 
-async def _start(
-    request: Request,
-    svc: Services,
-    who: Principal,
-    workflow: Workflow,
-    options: RunOptions,
-    workflow_id: str | None,
-    version: int | None,
-) -> dict[str, Any]:
-    row = await asyncio.to_thread(
-        start_workflow_run,
-        svc.engine,
-        workflow,
-        options,
-        tenant_id=who.tenant_id,
-        workflow_id=workflow_id,
-        workflow_version=version,
-        test_mode=who.test_mode,
-    )
+def _started(request: Request, svc: Services, row: dict[str, Any]) -> dict[str, Any]:
     svc.wake_worker()
     svc.hub.poke(row["id"])
     return workflow_run_object(row, request_id_of(request), steps={}, created=True)
@@ -250,19 +253,10 @@ async def _load(
 ) -> dict[str, Any]:
     try:
         return await asyncio.to_thread(
-            store.get_workflow, svc.engine, who.tenant_id, workflow_id, version
+            store.get_workflow, svc.reads, who.tenant_id, workflow_id, version
         )
     except NotFound as exc:
         raise ApiError(404, "WORKFLOW_NOT_FOUND", str(exc)) from None
-
-
-def _parsed(svc: Services, row: dict[str, Any]) -> Workflow:
-    key = (str(row["id"]), int(row["version"]))
-    workflow = svc.parsed.get(key)
-    if workflow is None:
-        workflow = Workflow.model_validate(row["definition"])
-        svc.remember(*key, workflow)
-    return workflow
 
 
 def _adhoc_workflow(body: AdHocRunBody) -> Workflow:
