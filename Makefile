@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint setup system-deps bench
+.PHONY: demo test test-postgres lint setup system-deps bench bench-postgres
 
 $(BIN)/cuaflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,20 @@ lint: setup
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# Everything on SQLite (tests/postgres start their own PostgreSQL), then again on PostgreSQL.
 test: system-deps lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-postgres
+
+# The database-backed tests (store, engine, worker, API, webhooks, agents) on a
+# throwaway PostgreSQL on a free loopback port. The machine and unit tests touch
+# no database and tests/postgres ran in the first pass, so they are not repeated.
+test-postgres: setup
+	CUAFLOW_TEST_DATABASE=postgres $(BIN)/pytest -q \
+		--ignore=tests/machines --ignore=tests/unit --ignore=tests/postgres
 
 bench: setup
 	$(BIN)/python bench/engine_bench.py
+
+bench-postgres: setup
+	$(BIN)/python bench/postgres_bench.py
