@@ -75,7 +75,8 @@ class Server:
         engine = open_database(self.url)
         self.key, _ = create_key(engine, tenant_id="bench")
         self.engine = engine
-        command = [sys.executable, "-m", "cuaflow", "serve", "--port", str(self.port),
+        launcher = os.environ.get("CUAFLOW_BENCH_LAUNCHER", "-m cuaflow").split()
+        command = [sys.executable, *launcher, "serve", "--port", str(self.port),
                    "--database-url", self.url] + ([] if worker else ["--no-worker"])  # fmt: skip
         env = os.environ | {"CUAFLOW_DATA_DIR": str(root)}
         self.log = (root / "server.log").open("wb")

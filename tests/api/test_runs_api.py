@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.api.helpers import (
     approval_workflow,
@@ -234,3 +235,39 @@ def test_unknown_runs_are_404_on_every_route(api: httpx.Client) -> None:
         assert answer.json()["error"]["code"] == "RUN_NOT_FOUND"
     assert api.get("/v1/nothing/here").json()["error"]["code"] == "NOT_FOUND"
     assert api.patch("/v1/runs").status_code == 405
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug, reported: insert rows name 'metadata' but the column's key is "
+    "'metadata_', so the value is dropped at insert (remove this mark once fixed)",
+)
+def test_run_metadata_round_trips(api: httpx.Client) -> None:
+    """Metadata given when a run starts is kept and read back on both kinds of run."""
+    saved = create_workflow(api, quick_workflow("meta"))
+    created = start_run(api, saved["id"], metadata={"team": "finance"})
+    assert created["metadata"] == {"team": "finance"}
+    assert api.get(f"/v1/runs/{created['id']}").json()["metadata"] == {"team": "finance"}
+    task = api.post("/v1/runs", json=TASK_RUN | {"metadata": {"n": 1}}).json()
+    assert api.get(f"/v1/runs/{task['id']}").json()["metadata"] == {"n": 1}
+
+
+def test_explicit_nulls_mean_defaults(api: httpx.Client) -> None:
+    """Bodies that send every optional field, unset ones as null (as generated SDKs do), work."""
+    saved = create_workflow(api, quick_workflow("nulls"))
+    nulls = dict.fromkeys(
+        ("inputs", "machine_id", "task", "cua_version", "instructions", "system_prompt",
+         "max_steps", "budget_cents", "max_iterations", "deadline_seconds",
+         "on_awaiting_human", "awaiting_human_timeout_seconds", "webhook_url", "metadata",
+         "version"),
+    )  # fmt: skip
+    run = api.post(f"/v1/workflows/{saved['id']}/runs", json=nulls)
+    assert run.status_code == 200, run.text
+    assert (run.json()["on_awaiting_human"], run.json()["inputs"]) == ("pause", {})
+    task = api.post(
+        "/v1/runs", json=TASK_RUN | {"cua_version": None, "max_steps": None, "metadata": None}
+    )
+    assert task.status_code == 200, task.text
+    assert (task.json()["cua_version"], task.json()["max_steps"]) == ("v3", 50)
+    missing = api.post("/v1/runs", json={"machine_id": None, "task": "x"})
+    assert missing.json()["error"]["details"] == [{"loc": ["machine_id"], "msg": "field required"}]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cuaflow.engine.start import RunOptions
+from cuaflow.engine.start import RunOptions, TaskRunOptions
 
 RunStatus = Literal[
     "queued", "running", "awaiting_human", "succeeded", "failed", "cancelled", "timed_out"
@@ -170,16 +170,47 @@ class ValidationResult(BaseModel):
     request_id: str
 
 
+def _without_nulls(data: Any) -> Any:
+    # Clients generated from the reference send every optional field, unset
+    # ones as null; null means "not given" (the default), as it does there.
+    if isinstance(data, dict):
+        return {key: value for key, value in data.items() if value is not None}
+    return data
+
+
+class StartRunBody(RunOptions):
+    """Start a run of a saved workflow (every field optional; null means the default)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        return _without_nulls(data)
+
+
+class TaskRunBody(TaskRunOptions):
+    """Start a task run: ``machine_id`` and ``task`` required; null means the default."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        return _without_nulls(data)
+
+
 class ResumeBody(BaseModel):
     """The answer to the approval a run waits for."""
 
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        return _without_nulls(data)
+
     approved: bool = True
     note: str | None = Field(default=None, max_length=2000)
 
 
-class AdHocRunBody(RunOptions):
+class AdHocRunBody(StartRunBody):
     """Start a run of an inline definition that is not saved."""
 
     definition: dict[str, Any]

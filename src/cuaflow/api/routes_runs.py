@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse
 from cuaflow.api.auth import Principal, RunsWrite, require
 from cuaflow.api.errors import ApiError, request_id_of
 from cuaflow.api.idempotency import idempotent
-from cuaflow.api.models import ResumeBody, RunList, TaskRunObject, WorkflowRunObject
+from cuaflow.api.models import ResumeBody, RunList, TaskRunBody, TaskRunObject, WorkflowRunObject
 from cuaflow.api.pagination import Limit, StartingAfter, check_cursor, invalid_cursor
 from cuaflow.api.serializers import list_object, run_object, task_run_object
 from cuaflow.api.services import Services, services
-from cuaflow.engine.start import TaskRunOptions, start_task_run
+from cuaflow.engine.start import start_task_run
 from cuaflow.errors import InvalidState, NotFound
 from cuaflow.store import runs as store
 from cuaflow.store.run_queries import list_runs, step_bindings
@@ -45,7 +45,7 @@ router = APIRouter(tags=["runs"])
 @router.post("/v1/runs", responses={200: {"model": TaskRunObject}}, summary="Start a task run")
 async def start_task(
     request: Request,
-    options: TaskRunOptions,
+    options: TaskRunBody,
     svc: Deps,
     who: RunsWrite,
 ) -> JSONResponse:

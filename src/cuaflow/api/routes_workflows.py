@@ -24,6 +24,7 @@ from cuaflow.api.idempotency import idempotent
 from cuaflow.api.models import (
     WORKFLOW_BODY_DESCRIPTION,
     AdHocRunBody,
+    StartRunBody,
     ValidationResult,
     WorkflowList,
     WorkflowObject,
@@ -206,7 +207,7 @@ async def start_run(
     workflow_id: WorkflowId,
     who: WorkflowsWrite,
     svc: Deps,
-    options: Annotated[RunOptions | None, Body()] = None,
+    options: Annotated[StartRunBody | None, Body()] = None,
 ) -> JSONResponse:
     """Start a run of the latest version (or ``version``); the run pins that version."""
     chosen = options or RunOptions()
