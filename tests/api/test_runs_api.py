@@ -237,11 +237,6 @@ def test_unknown_runs_are_404_on_every_route(api: httpx.Client) -> None:
     assert api.patch("/v1/runs").status_code == 405
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug, reported: insert rows name 'metadata' but the column's key is "
-    "'metadata_', so the value is dropped at insert (remove this mark once fixed)",
-)
 def test_run_metadata_round_trips(api: httpx.Client) -> None:
     """Metadata given when a run starts is kept and read back on both kinds of run."""
     saved = create_workflow(api, quick_workflow("meta"))

@@ -191,7 +191,7 @@ def _queued_run(
         "webhook_url": options.webhook_url,
         # Refuses an unsafe URL (WorkflowInvalid at webhook_url) before anything is written.
         "webhook_secret": webhook_secret_for(options.webhook_url),
-        "metadata": options.metadata,
+        "metadata_": options.metadata,
         "runnable_at": now,
         "created_at": now,
     }

@@ -168,6 +168,9 @@ class Writer:
             return _apply(conn, accepted, locked), refused
 
 
+_RUN_COLUMNS = frozenset(tables.runs.c.keys())
+
+
 def apply_units(conn: sa.Connection, units: list[UnitOfWork]) -> list[tuple[str, int]]:
     """Write ``units`` in order inside the caller's transaction; return new last seqs."""
     return _apply(conn, units, _lock_runs(conn, units))
@@ -213,6 +216,10 @@ def _apply(
     now = time.time()
     new_runs = [row for unit in units for row in unit.new_runs]
     if new_runs:
+        # An executemany insert ignores keys that name no column: refuse them instead.
+        unknown = {key for row in new_runs for key in row} - _RUN_COLUMNS
+        if unknown:
+            raise ValueError(f"runs has no column(s) {sorted(unknown)}")
         conn.execute(tables.runs.insert(), new_runs)
     last_seq = {run_id: run.last_seq for run_id, run in locked.items()}
     last_seq |= {row["id"]: row.get("last_seq", 0) for row in new_runs}
