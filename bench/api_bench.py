@@ -67,9 +67,16 @@ def free_port() -> int:
 class Server:
     """``cuaflow serve`` in a subprocess on a fresh database."""
 
-    def __init__(self, root: Path, *, worker: bool, separate_worker: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        worker: bool,
+        separate_worker: bool = False,
+        database_url: str | None = None,
+    ) -> None:
         self.root = root
-        self.url = f"sqlite:///{root / 'cuaflow.db'}"
+        self.url = database_url or f"sqlite:///{root / 'cuaflow.db'}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         engine = open_database(self.url)
@@ -299,6 +306,10 @@ def main() -> None:
         "a separate `cuaflow worker` process, or nobody (the API alone)",
     )
     parser.add_argument("--only", choices=("a", "b"), help="run one part")
+    parser.add_argument(
+        "--database-url",
+        help="an empty database to use instead of a fresh SQLite file (e.g. PostgreSQL)",
+    )
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415  # optional: a faster loop for the client side
@@ -313,6 +324,7 @@ def main() -> None:
                 root,
                 worker=args.worker == "in-process",
                 separate_worker=args.worker == "separate",
+                database_url=args.database_url,
             )
             try:
                 label = {"in-process": "worker in the server", "separate": "separate worker",
@@ -323,7 +335,7 @@ def main() -> None:
         if args.only != "a":
             root = Path(tmp) / "b"
             root.mkdir()
-            server = Server(root, worker=True)
+            server = Server(root, worker=True, database_url=args.database_url)
             try:
                 asyncio.run(streams(server, args.streams, args.seconds, args.tick))
             finally:

@@ -1,11 +1,13 @@
-"""Group commit for the API's writes: one thread, one transaction per batch of requests.
+"""Group commit for the API's writes: one transaction per batch of requests.
 
 Every request that writes (start a run, resume, cancel, save a workflow,
 reserve an idempotency key) hands its store call to the lane instead of
 running it in a thread of its own. The lane runs the calls queued so far one
 after another in a single transaction, each inside a savepoint so that one
 failing call undoes only its own writes, commits once, and then answers every
-caller. While a batch commits the next one gathers.
+caller. While a batch commits the next one gathers. On SQLite there is one
+such writer; on a server database (PostgreSQL) a few work side by side, since
+there every statement is a round trip and transactions may run concurrently.
 
 Why: SQLite has one write lock. Many request threads each opening a write
 transaction queue on it through SQLite's busy handler, which sleeps in growing
@@ -44,6 +46,8 @@ T = TypeVar("T")
 _BATCH_LIMIT = 500
 LOCK_RETRY_SECONDS = 0.0005
 LOCK_WAIT_SECONDS = 5.0
+SERVER_WIDTH = 8
+CALL_ATTEMPTS = 3
 
 
 def lane_engine(engine: sa.Engine) -> sa.Engine:
@@ -61,10 +65,14 @@ def lane_engine(engine: sa.Engine) -> sa.Engine:
     return twin
 
 
-def _lock_held(exc: BaseException) -> bool:
+def _retryable(exc: BaseException) -> bool:
+    """An SQLite lock held by another writer, or a PostgreSQL deadlock or serialization failure:
+    nothing of the batch was written and running it again can succeed."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sqlite3.Error) and seen.sqlite_errorname.startswith("SQLITE_BUSY"):
+            return True
+        if getattr(seen, "sqlstate", None) in ("40P01", "40001"):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -87,17 +95,28 @@ class _BatchEngine:
     def connect(self) -> Iterator[sa.Connection]:
         yield self._conn
 
+    def savepoint(self) -> sa.NestedTransaction:
+        """A savepoint on the batch's connection (for one whole call)."""
+        return self._conn.begin_nested()
+
 
 class WriteLane:
-    """Runs store calls that write, batched into shared transactions, in one thread."""
+    """Runs store calls that write, batched into shared transactions (one writer on SQLite)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = lane_engine(engine)
         self._own_engine = self._engine is not engine
+        # SQLite has one write lock: one writer. A server database takes
+        # concurrent transactions, and each costs round trips: a few writers.
+        self.width = 1 if engine.dialect.name == "sqlite" else SERVER_WIDTH
         self._pending: list[tuple[Callable[[sa.Engine], Any], asyncio.Future[Any]]] = []
-        self._draining = False
-        self._drainer: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuaflow-api-writes")
+        self._drainers: set[asyncio.Task[None]] = set()
+        # Counted by the drainers themselves: a finished task leaves the set
+        # only in a later callback, too late for a call queued meanwhile.
+        self._draining = 0
+        self._thread = ThreadPoolExecutor(
+            max_workers=self.width, thread_name_prefix="cuaflow-api-writes"
+        )
         self.batches = 0
         self.calls = 0
 
@@ -106,9 +125,11 @@ class WriteLane:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((call, future))
-        if not self._draining:
-            self._draining = True
-            self._drainer = loop.create_task(self._drain())
+        if self._draining < self.width:
+            self._draining += 1
+            drainer = loop.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await future
 
     def close(self) -> None:
@@ -118,24 +139,27 @@ class WriteLane:
             self._engine.dispose()
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            while self._pending:
-                batch = self._pending[:_BATCH_LIMIT]
-                del self._pending[:_BATCH_LIMIT]
-                calls = [call for call, _ in batch]
-                outcomes = await loop.run_in_executor(self._thread, self._commit, calls)
-                self.batches += 1
-                self.calls += len(batch)
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
+            await self._drain_pending()
         finally:
-            self._draining = False
+            self._draining -= 1
+
+    async def _drain_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[:_BATCH_LIMIT]
+            del self._pending[:_BATCH_LIMIT]
+            calls = [call for call, _ in batch]
+            outcomes = await loop.run_in_executor(self._thread, self._commit, calls)
+            self.batches += 1
+            self.calls += len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
     def _commit(self, calls: list[Callable[[sa.Engine], Any]]) -> list[tuple[bool, Any]]:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -143,19 +167,30 @@ class WriteLane:
             try:
                 return self._commit_once(calls)
             except Exception as exc:  # the batch was rolled back: retry it, or fail its calls
-                if not _lock_held(exc) or time.monotonic() > deadline:
+                if not _retryable(exc) or time.monotonic() > deadline:
                     return [(False, exc)] * len(calls)
                 time.sleep(LOCK_RETRY_SECONDS)
 
     def _commit_once(self, calls: list[Callable[[sa.Engine], Any]]) -> list[tuple[bool, Any]]:
         """Run the calls in one transaction; raises if it cannot begin or commit."""
-        outcomes: list[tuple[bool, Any]] = []
         with self._engine.begin() as conn:
             # The store functions only use begin() and connect(); see the module doc.
-            engine = cast(sa.Engine, _BatchEngine(conn))
-            for call in calls:
-                try:
-                    outcomes.append((True, call(engine)))
-                except Exception as exc:  # the caller, not the batch, decides what it means
-                    outcomes.append((False, exc))
-        return outcomes
+            batch = _BatchEngine(conn)
+            engine = cast(sa.Engine, batch)
+            return [self._call(call, batch, engine) for call in calls]
+
+    @staticmethod
+    def _call(
+        call: Callable[[sa.Engine], Any], batch: _BatchEngine, engine: sa.Engine
+    ) -> tuple[bool, Any]:
+        for attempt in range(CALL_ATTEMPTS):
+            try:
+                # A savepoint around the whole call: if it raises, none of its
+                # writes stay, even those of store transactions it completed.
+                with batch.savepoint():
+                    return True, call(engine)
+            except Exception as exc:  # the caller, not the batch, decides what it means
+                # A deadlock inside the call's savepoint undid only the call: try it again.
+                if attempt + 1 == CALL_ATTEMPTS or not _retryable(exc):
+                    return False, exc
+        raise AssertionError("unreachable")  # the loop always returns
