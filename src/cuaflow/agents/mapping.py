@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from cuaflow.dsl.actions import Action, Click, Drag, Move, Scroll
+from cuaflow.dsl.actions import ACTION_ADAPTER, Action, Click, Drag, Move, Scroll
 from cuaflow.errors import AgentError
 
 # Pixels per scroll "click" (Anthropic's scroll_amount, a mouse wheel notch).
@@ -30,8 +30,6 @@ SCROLL_CLICK_PIXELS = 100
 # The tools that call the computer by an ``action`` (or ``type``) field.
 GENERIC_TOOL_NAMES = frozenset({"computer", "computer_use", "action", "act", "perform"})
 
-# mypy cannot take a union as a `type[...]` argument; pydantic adapts unions by design.
-_ACTION: TypeAdapter[Action] = TypeAdapter(Action)  # type: ignore[arg-type]
 
 # Other spellings of action types, with the parameters each one implies.
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -102,7 +100,7 @@ def action_from_call(name: str, arguments: dict[str, Any]) -> Action:
         raise AgentError(f"unknown action '{kind}'; the actions are: {known}")
     params = {**implied, **params_of(args)}
     try:
-        return _ACTION.validate_python({"type": kind, **params})
+        return ACTION_ADAPTER.validate_python({"type": kind, **params})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in issue['loc'][1:]) or kind}: {issue['msg']}"

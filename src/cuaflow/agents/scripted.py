@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from cuaflow.agents.base import MAX_STEPS_EXCEEDED, AgentContext, TaskOutcome
-from cuaflow.dsl.actions import Action, Done, Fail
+from cuaflow.dsl.actions import ACTION_ADAPTER, Done, Fail
 from cuaflow.errors import AgentError
 from cuaflow.machines.base import ActionResult
 
@@ -23,9 +23,6 @@ from cuaflow.machines.base import ActionResult
 OUTPUT_TAIL_CHARS = 1000
 # How much of an invalid value the error message shows.
 INPUT_REPR_CHARS = 200
-
-# mypy cannot take a union as a `type[...]` argument; pydantic adapts unions by design.
-_ACTION: TypeAdapter[Action] = TypeAdapter(Action)  # type: ignore[arg-type]
 
 
 class ScriptedAgent:
@@ -51,7 +48,7 @@ class ScriptedAgent:
             await ctx.begin_agent_step()
             rendered = ctx.render(action.model_dump(mode="json", by_alias=True))
             try:
-                performed = _ACTION.validate_python(rendered)
+                performed = ACTION_ADAPTER.validate_python(rendered)
             except ValidationError as error:
                 return TaskOutcome.failed(
                     f"actions[{index}] ({action.type}) is invalid after rendering: "

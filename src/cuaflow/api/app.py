@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from cuaflow.api import routes_events, routes_runs, routes_workflows
+from cuaflow.api import (
+    routes_artifacts,
+    routes_events,
+    routes_machines,
+    routes_runs,
+    routes_webhooks,
+    routes_workflows,
+)
 from cuaflow.api.auth import KeyCache
 from cuaflow.api.errors import install_error_handlers
 from cuaflow.api.event_hub import EventHub
@@ -30,6 +37,7 @@ from cuaflow.api.services import Services
 from cuaflow.api.settings import ApiSettings
 from cuaflow.api.write_lane import WriteLane
 from cuaflow.config import data_dir
+from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.store.database import open_database
 from cuaflow.worker.worker import Worker
 
@@ -81,6 +89,7 @@ def create_app(
             keys=KeyCache(reads, chosen.key_cache_seconds),
             writes=WriteLane(db),
             worker=worker,
+            machines=worker.machines if worker is not None else MachinePool(db, data_dir()),
         )
         if worker is not None:
             worker.writer.on_commit(hub.on_commit)
@@ -92,6 +101,10 @@ def create_app(
             await hub.stop()
             if worker is not None:
                 await worker.stop()
+            else:
+                await app.state.services.machines.close()
+            for machine in app.state.services.debug_machines.values():
+                await machine.close()
             app.state.services.writes.close()
             if reads is not db:
                 reads.dispose()
@@ -113,6 +126,9 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_events.router)
     app.include_router(routes_workflows.router)
+    app.include_router(routes_machines.router)
+    app.include_router(routes_artifacts.router)
+    app.include_router(routes_webhooks.router)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

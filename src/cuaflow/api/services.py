@@ -15,6 +15,8 @@ from cuaflow.api.event_hub import EventHub
 from cuaflow.api.settings import ApiSettings
 from cuaflow.api.write_lane import WriteLane
 from cuaflow.dsl.models import Workflow
+from cuaflow.engine.machine_pool import MachinePool
+from cuaflow.machines.base import Machine
 from cuaflow.worker.worker import Worker
 
 _PARSED_LIMIT = 512
@@ -32,6 +34,11 @@ class Services:
     keys: KeyCache
     writes: WriteLane
     worker: Worker | None = None
+    # The worker's machine pool when it runs here (so debugging a shared machine
+    # waits for its lease), else one of the API's own.
+    machines: MachinePool | None = None
+    # Instances the machines API made to act on private machines, by tenant and id.
+    debug_machines: dict[tuple[str, str], Machine] = field(default_factory=dict)
     # Saved versions never change, so a parsed version can be reused forever.
     parsed: OrderedDict[tuple[str, int], Workflow] = field(default_factory=OrderedDict)
     # The cache is used from the write lane's thread as well as the event loop.

@@ -38,8 +38,8 @@ from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.runner import drive_run
 from cuaflow.errors import CuaflowError, StoreError
 from cuaflow.store import runs as store
-from cuaflow.store.notify import Listener, listen, supports_notifications
 from cuaflow.store.artifacts import ArtifactStore
+from cuaflow.store.notify import Listener, listen, supports_notifications
 from cuaflow.store.writer import Writer
 from cuaflow.webhooks.delivery import WebhookDeliverer
 
