@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 
 from cuaflow.agents.mapping import (
-    FUNCTIONS,
     action_from_call,
     anthropic_tool_input,
-    function_tools,
     to_screen,
 )
+from cuaflow.agents.tool_schemas import FUNCTIONS, function_tools
 from cuaflow.dsl.actions import ACTION_TYPES, Action
 from cuaflow.errors import AgentError
 from cuaflow.machines.screenshots import ScaleInfo

@@ -26,7 +26,7 @@ from typing import Any
 import anthropic
 
 from cuaflow.agents.config import ProviderSettings
-from cuaflow.agents.mapping import action_from_call, function_tools
+from cuaflow.agents.mapping import action_from_call
 from cuaflow.agents.prompts import describe_screen
 from cuaflow.agents.providers import (
     KEEP_SCREENSHOTS,
@@ -37,6 +37,7 @@ from cuaflow.agents.providers import (
     ToolReport,
     View,
 )
+from cuaflow.agents.tool_schemas import function_tools
 from cuaflow.errors import AgentError
 
 # The beta flag each computer tool version needs.

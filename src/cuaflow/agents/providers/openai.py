@@ -1,7 +1,7 @@
 """OpenAI Chat Completions with function calling, for OpenAI and any server speaking its API.
 
 Every normalised action the machine can perform is offered as a function of the
-same name (:data:`cuaflow.agents.mapping.FUNCTIONS`), plus ``done`` and
+same name (:data:`cuaflow.agents.tool_schemas.FUNCTIONS`), plus ``done`` and
 ``fail``. Screenshots go to the model as ``image_url`` data URLs in a user
 message after the tool results; a turn without an image sends plain text, which
 text-only local models accept too. Servers other than OpenAI's are reached
@@ -22,7 +22,7 @@ from typing import Any
 import openai
 
 from cuaflow.agents.config import ProviderSettings
-from cuaflow.agents.mapping import action_from_call, function_tools
+from cuaflow.agents.mapping import action_from_call
 from cuaflow.agents.prompts import describe_screen
 from cuaflow.agents.providers import (
     KEEP_SCREENSHOTS,
@@ -33,6 +33,7 @@ from cuaflow.agents.providers import (
     ToolReport,
     View,
 )
+from cuaflow.agents.tool_schemas import function_tools
 from cuaflow.errors import AgentError
 
 # Any key works for a local server, but the SDK insists on one.
