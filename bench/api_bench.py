@@ -82,6 +82,7 @@ class Server:
         engine = open_database(self.url)
         self.key, _ = create_key(engine, tenant_id="bench")
         self.engine = engine
+        # A script to start instead of `-m cuaflow` (one that wraps the CLI in a profiler, say).
         launcher = os.environ.get("CUAFLOW_BENCH_LAUNCHER", "-m cuaflow").split()
         command = [sys.executable, *launcher, "serve", "--port", str(self.port),
                    "--database-url", self.url] + ([] if worker else ["--no-worker"])  # fmt: skip

@@ -31,6 +31,25 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
+# Acting on machines runs real commands, and registering them builds machines:
+# not something to hand random input. Everything else is fuzzed.
+NOT_FUZZED = {"POST /v1/machines", "POST /v1/machines/{machine_id}/actions"}
+CORE = {
+    "POST /v1/workflows",
+    "GET /v1/workflows",
+    "GET /v1/workflows/{workflow_id}",
+    "PUT /v1/workflows/{workflow_id}",
+    "DELETE /v1/workflows/{workflow_id}",
+    "POST /v1/workflows/{workflow_id}/runs",
+    "POST /v1/workflows/runs",
+    "POST /v1/workflows/validate",
+    "POST /v1/runs",
+    "GET /v1/runs",
+    "GET /v1/runs/{run_id}",
+    "POST /v1/runs/{run_id}/cancel",
+    "POST /v1/runs/{run_id}/resume",
+    "GET /v1/runs/{run_id}/events",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +59,9 @@ def operations(server: Server) -> list[Any]:
     results = list(schema.get_all_operations())
     # An operation schemathesis cannot read is a broken document: fail, do not skip it.
     assert all(isinstance(result, Ok) for result in results), results
-    return [result.ok() for result in results if isinstance(result, Ok)]
+    found = [result.ok() for result in results if isinstance(result, Ok)]
+    assert {operation.label for operation in found} >= CORE
+    return [operation for operation in found if operation.label not in NOT_FUZZED]
 
 
 @pytest.mark.parametrize("mode", list(EXAMPLES), ids=lambda mode: mode.value)
@@ -49,7 +70,6 @@ def test_no_server_errors_and_answers_match_the_schema(
 ) -> None:
     """Each operation answers generated requests with documented, well-formed answers."""
     headers = {"X-API-Key": server.key(f"fuzz-{mode.value}")}
-    assert len(operations) == 19
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
