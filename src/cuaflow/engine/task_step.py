@@ -20,11 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from cuaflow.agents.base import Agent, TaskOutcome
 from cuaflow.agents.config import model_spec_for
-from cuaflow.agents.loop import ModelAgent
-from cuaflow.agents.prompts import Briefing
 from cuaflow.agents.scripted import ScriptedAgent
 from cuaflow.agents.simulated import SimulatedAgent
-from cuaflow.agents.verifier import VerifiedAgent
 from cuaflow.dsl import models as m
 from cuaflow.engine.outcomes import StepFailed
 from cuaflow.errors import AgentError, MachineError, NotFound
@@ -234,6 +231,14 @@ def _agent(state: RunState, step: m.TaskStep, cua_version: str) -> Agent:
         runs = sum(1 for path in state.journal if path.rpartition("/")[2] == step.id)
         return SimulatedAgent(max(runs, 1), verify=cua_version == "v4")
     model = model_spec_for(step.model, cua_version)
+    if (step.actions or model is None) and cua_version != "v4":
+        return ScriptedAgent()
+    # The model-driven agent and the verifier bring screenshots (Pillow) and
+    # model SDKs: loaded only by workers that run such tasks.
+    from cuaflow.agents.loop import ModelAgent  # noqa: PLC0415
+    from cuaflow.agents.prompts import Briefing  # noqa: PLC0415
+    from cuaflow.agents.verifier import VerifiedAgent  # noqa: PLC0415
+
     agent: Agent = (
         ScriptedAgent()
         if step.actions or model is None

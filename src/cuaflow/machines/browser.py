@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import shutil
 from collections.abc import Mapping, Sequence
 
 from playwright.async_api import (
@@ -47,10 +46,10 @@ from cuaflow.machines.base import (
 )
 from cuaflow.machines.keys import playwright_combo
 from cuaflow.machines.lease import MachineLease
+from cuaflow.machines.programs import CHROMIUM_NAMES, find_chromium
 from cuaflow.machines.screenshots import png_size
 
 DEFAULT_VIEWPORT = (1280, 800)
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # No sandbox: the worker often runs as root in a container, where Chromium's
 # sandbox cannot start. The rest keep a headless browser quiet and offline.
 CHROMIUM_ARGS = (
@@ -65,15 +64,6 @@ CHROMIUM_ARGS = (
 )
 ERROR_LIMIT = 2_000
 LOCAL_HOSTS = ("localhost", "127.", "[::1]", "0.0.0.0")
-
-
-def find_chromium() -> str | None:
-    """The path of an installed Chromium or Chrome, if there is one."""
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    return None
 
 
 class BrowserMachine:

@@ -34,9 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cuaflow.errors import Issue, WorkflowInvalid
 from cuaflow.machines.base import Machine, substitute_secrets
-from cuaflow.machines.browser import BrowserMachine, find_chromium
-from cuaflow.machines.desktop import DesktopMachine
-from cuaflow.machines.ssh import SshMachine
+from cuaflow.machines.programs import find_chromium
 from cuaflow.machines.terminal import TerminalMachine
 
 LOCAL_TERMINAL_ID = "local-terminal"
@@ -156,6 +154,11 @@ def build_machine(
         return TerminalMachine(
             spec.id, _workdir(terminal.workdir, workdir), output_limit=terminal.output_limit
         )
+    # The drivers (Playwright, python-xlib, asyncssh) load only for a machine that needs them.
+    from cuaflow.machines.browser import BrowserMachine  # noqa: PLC0415
+    from cuaflow.machines.desktop import DesktopMachine  # noqa: PLC0415
+    from cuaflow.machines.ssh import SshMachine  # noqa: PLC0415
+
     if spec.kind == "browser":
         browser = BrowserConfig.model_validate(config)
         return BrowserMachine(
