@@ -250,8 +250,13 @@ async def streams(server: Server, count: int, seconds: float, tick: float) -> No
 
         async def start(index: int) -> str:
             body = {"inputs": {"offset": round(tick * index / count, 3)}}
+            headers = {"Idempotency-Key": f"bench-{index}"}
             async with semaphore:
-                return str((await client.post(path, json=body)).json()["id"])
+                for _ in range(3):  # a kept-alive connection the server just closed
+                    with contextlib.suppress(httpx.TransportError):
+                        answer = await client.post(path, json=body, headers=headers)
+                        return str(answer.json()["id"])
+                raise RuntimeError("could not start a run")
 
         run_ids = await asyncio.gather(*(start(index) for index in range(count)))
         arrivals: list[tuple[str, int, float]] = []

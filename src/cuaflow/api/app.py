@@ -11,6 +11,7 @@ and can send requests, with no asset from outside this server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.resources
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,13 +33,13 @@ from cuaflow.api.errors import install_error_handlers
 from cuaflow.api.event_hub import EventHub
 from cuaflow.api.middleware import RequestContextMiddleware
 from cuaflow.api.models import ErrorEnvelope
-from cuaflow.api.read_engine import read_engine
 from cuaflow.api.services import Services
 from cuaflow.api.settings import ApiSettings
 from cuaflow.api.write_lane import WriteLane
 from cuaflow.config import data_dir
 from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.store.database import open_database
+from cuaflow.store.read_engine import read_engine
 from cuaflow.worker.worker import Worker
 
 DESCRIPTION = """\
@@ -95,6 +96,11 @@ def create_app(
             worker.writer.on_commit(hub.on_commit)
             await worker.start()
         hub.start()
+        # What exists now (modules, the app, settings) lives as long as the
+        # process: keep it out of every later full garbage collection, whose
+        # pauses otherwise grow with the imported code and stall the loop.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
