@@ -11,7 +11,6 @@ and can send requests, with no asset from outside this server.
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib.resources
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,11 +95,6 @@ def create_app(
             worker.writer.on_commit(hub.on_commit)
             await worker.start()
         hub.start()
-        # What exists now (modules, the app, settings) lives as long as the
-        # process: keep it out of every later full garbage collection, whose
-        # pauses otherwise grow with the imported code and stall the loop.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
