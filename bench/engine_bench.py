@@ -29,6 +29,7 @@ from cuaflow.engine.runner import drive_run
 from cuaflow.engine.start import RunOptions, start_workflow_run
 from cuaflow.store import runs as store
 from cuaflow.store.database import open_database
+from cuaflow.store.read_engine import read_engine
 from cuaflow.store.writer import Event, UnitOfWork, Writer, apply_units
 from cuaflow.worker.worker import Worker
 
@@ -153,8 +154,9 @@ async def wait_all(engine: sa.Engine, ids: list[str], status: str) -> None:
         .select_from(runs)
         .where(runs.c.status == status, runs.c.id.in_(sa.bindparam("ids", expanding=True)))
     )
+    reader = read_engine(engine)  # counting must not queue on the writers' lock
     while True:
-        with engine.connect() as conn:
+        with reader.connect() as conn:
             done = conn.execute(query, {"ids": ids}).scalar_one()
         if done == len(ids):
             return

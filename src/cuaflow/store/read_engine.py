@@ -1,12 +1,13 @@
-"""A second engine for the API's reads, on which a read never takes SQLite's write lock.
+"""A second engine for reads, on which a read never takes SQLite's write lock.
 
 The main engine starts every transaction with ``BEGIN IMMEDIATE`` (see
 :mod:`cuaflow.store.database`), reads included: right for writers, which must
-not fail half-way, but it makes every ``GET``, every event-stream read and
-every key lookup queue on the one write lock, behind the worker's commits,
-through SQLite's sleeping busy handler. In WAL mode a reader needs no lock at
-all, so the API reads through this engine instead: plain deferred ``BEGIN``,
-``PRAGMA query_only`` so nothing can write through it by mistake.
+not fail half-way, but it would make every ``GET``, every event-stream read,
+every key lookup and every run a worker loads queue on the one write lock,
+behind the commits, through SQLite's sleeping busy handler. In WAL mode a
+reader needs no lock at all, so the API and the workers read through this
+engine instead: plain deferred ``BEGIN``, ``PRAGMA query_only`` so nothing can
+write through it by mistake.
 
 Other databases (PostgreSQL) have no such lock; there the main engine serves
 reads too.

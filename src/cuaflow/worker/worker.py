@@ -40,6 +40,7 @@ from cuaflow.errors import CuaflowError, StoreError
 from cuaflow.store import runs as store
 from cuaflow.store.artifacts import ArtifactStore
 from cuaflow.store.notify import Listener, listen, supports_notifications
+from cuaflow.store.read_engine import read_engine
 from cuaflow.store.writer import Writer
 from cuaflow.webhooks.delivery import WebhookDeliverer
 
@@ -105,6 +106,7 @@ class Worker:
         # The notification subscription while started on PostgreSQL (tests wait for it).
         self.listener: Listener | None = None
         self.machines = MachinePool(engine, data_dir)
+        self.reader = read_engine(engine)
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._cancelling: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -188,6 +190,7 @@ class Worker:
                 run_id,
                 data_dir=self.data_dir,
                 pool=self.machines,
+                reader=self.reader,
                 cancel_requested=lambda: run_id in self._cancelling,
             ),
             name=f"cuaflow-run-{run_id}",
