@@ -11,6 +11,7 @@ and can send requests, with no asset from outside this server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.resources
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,6 +96,11 @@ def create_app(
             worker.writer.on_commit(hub.on_commit)
             await worker.start()
         hub.start()
+        # What exists now (modules, the app, settings) lives as long as the
+        # process: keep it out of every later full garbage collection, whose
+        # pauses otherwise grow with the imported code and stall the loop.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
