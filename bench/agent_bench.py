@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from cuaflow.dsl.actions import Action
 from cuaflow.dsl.models import TaskStep
 from cuaflow.dsl.parse import parse_workflow
 from cuaflow.engine import task_step
+from cuaflow.engine.machine_pool import MachinePool
 from cuaflow.engine.runner import drive_run
 from cuaflow.engine.start import RunOptions, start_workflow_run
 from cuaflow.machines.base import ActionResult, Machine, Observation
@@ -154,7 +156,12 @@ async def through_engine(steps: int, png: bytes, base: Path) -> list[float]:
     # The engine picks its agent by the step and its machine by id; the
     # benchmark hands it the instant model and machine instead.
     task_step._agent = lambda state, step, cua_version: ModelAgent(model)
-    task_step._machine = lambda state, machine_id: machine
+
+    @contextlib.asynccontextmanager
+    async def instant_machine(*_: Any) -> AsyncIterator[Machine]:
+        yield machine
+
+    MachinePool.use = instant_machine  # type: ignore[assignment,method-assign]  # the bench's machine
     engine = open_database(f"sqlite:///{base / 'agent.db'}")
     step = {"id": "work", "type": "task", "task": "move around", "max_steps": steps + 1}
     workflow = parse_workflow({"name": "bench", "steps": [step]})
@@ -196,6 +203,9 @@ class MemoryContext:
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         pass
+
+    async def save_artifact(self, name: str, data: bytes) -> str:
+        return name
 
 
 async def loop_alone(steps: int, png: bytes) -> list[float]:

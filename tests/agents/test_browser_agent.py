@@ -13,10 +13,11 @@ from cuaflow.agents.config import LoopSettings, ProviderSettings
 from cuaflow.agents.loop import ModelAgent, default_scaler
 from cuaflow.agents.providers.openai import OpenAIProvider
 from cuaflow.agents.verifier import VerifiedAgent
+from cuaflow.machines.programs import find_chromium
 from tests.agents.fakes import context_for, openai_turn, serve
 
 browser = pytest.importorskip("cuaflow.machines.browser")
-if browser.find_chromium() is None:
+if find_chromium() is None:
     pytest.skip("no Chromium on this machine", allow_module_level=True)
 
 # The name field's centre is at (550, 320) on the 1280x800 page: (275, 160) on a half-size frame.

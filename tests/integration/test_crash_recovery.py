@@ -40,7 +40,7 @@ def _task(step_id: str, path: str, actions: int = 2) -> dict[str, Any]:
     }
 
 
-WORKFLOW = {
+WORKFLOW: dict[str, Any] = {
     "name": "crash-test",
     "steps": [
         _task("first", "first"),

@@ -12,7 +12,8 @@ from PIL import Image
 
 from cuaflow.dsl.actions import Action, Bash, Click, Drag, Key, Navigate, Scroll, Type
 from cuaflow.machines.base import ActionResult, Observation
-from cuaflow.machines.browser import BrowserMachine, find_chromium
+from cuaflow.machines.browser import BrowserMachine
+from cuaflow.machines.programs import find_chromium
 from cuaflow.machines.screenshots import scale_for_model
 from tests.machines.support import (
     Recorder,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cuaflow.dsl.actions import Click, Navigate, Type
-from cuaflow.machines.browser import CHROMIUM_ARGS, BrowserMachine, find_chromium
+from cuaflow.machines.browser import CHROMIUM_ARGS, BrowserMachine
+from cuaflow.machines.programs import find_chromium
 from cuaflow.machines.registry import MachineSpec, build_machine
 from tests.machines.support import eventually, free_port, serve_pages, wait_until
 

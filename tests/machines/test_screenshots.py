@@ -51,8 +51,8 @@ def test_scaled_pixels_keep_their_colour() -> None:
     scaled, info = scale_for_model(encode_png(image), 640, 640)
     with Image.open(io.BytesIO(scaled)) as frame:
         x, y = info.to_frame(660, 420)
-        r, g, b = frame.convert("RGB").getpixel((x, y))
-    assert (r, g, b) == (255, 0, 0)
+        pixel = frame.convert("RGB").getpixel((x, y))
+    assert pixel == (255, 0, 0)
 
 
 @given(

@@ -179,6 +179,5 @@ ACTION_TYPES = (
     "fail",
 )
 
-# mypy cannot take a union as a `type[...]` argument; pydantic adapts unions by design.
-ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)  # type: ignore[arg-type]
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 """Validates a JSON object as one :data:`Action` (``ACTION_ADAPTER.validate_python``)."""
