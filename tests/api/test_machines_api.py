@@ -136,3 +136,19 @@ def test_webhook_deliveries_are_listed_and_redelivered(
     assert len(got) == 2
     assert got[0]["body"] == got[1]["body"]
     assert api.post(f"/v1/runs/{run['id']}/webhooks/nope/redeliver").status_code == 404
+
+
+def test_secrets_are_set_listed_deleted_and_never_shown(api: httpx.Client, server: Server) -> None:
+    """A secret set over HTTP is listed by name only, scoped to its tenant, and deletable."""
+    answer = api.put("/v1/secrets/TOKEN", json={"value": "v3ry-s3cret"})
+    assert answer.status_code == 200, answer.text
+    assert "v3ry-s3cret" not in answer.text
+    listed = api.get("/v1/secrets")
+    assert [s["name"] for s in listed.json()["data"]] == ["TOKEN"]
+    assert "v3ry-s3cret" not in listed.text
+    assert api.put("/v1/secrets/bad name", json={"value": "x"}).status_code in (404, 422)
+    with server.client(server.key("elsewhere")) as other:
+        assert other.get("/v1/secrets").json()["data"] == []
+        assert other.delete("/v1/secrets/TOKEN").status_code == 404
+    assert api.delete("/v1/secrets/TOKEN").json()["deleted"] is True
+    assert api.delete("/v1/secrets/TOKEN").status_code == 404

@@ -25,6 +25,7 @@ from cuaflow.api import (
     routes_events,
     routes_machines,
     routes_runs,
+    routes_secrets,
     routes_webhooks,
     routes_workflows,
 )
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(routes_machines.router)
     app.include_router(routes_artifacts.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_secrets.router)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
