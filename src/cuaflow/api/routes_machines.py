@@ -65,7 +65,7 @@ def _not_found(exc: NotFound) -> ApiError:
     return ApiError(404, "MACHINE_NOT_FOUND", str(exc))
 
 
-@router.post("/v1/machines", status_code=201, summary="Register a machine")
+@router.post("/v1/machines", summary="Register a machine")
 async def register(request: Request, body: MachineBody, svc: Deps, who: Writer) -> JSONResponse:
     """Register a terminal, browser, cdp, desktop or ssh machine for this tenant."""
     try:
@@ -79,7 +79,7 @@ async def register(request: Request, body: MachineBody, svc: Deps, who: Writer) 
         )
     except InvalidState as exc:
         raise ApiError(409, exc.code, str(exc)) from None
-    return JSONResponse(machine_object(machine, request_id_of(request)), status_code=201)
+    return JSONResponse(machine_object(machine, request_id_of(request)))
 
 
 @router.get("/v1/machines", summary="List machines")
