@@ -265,3 +265,17 @@ def test_explicit_nulls_mean_defaults(api: httpx.Client) -> None:
     assert (task.json()["cua_version"], task.json()["max_steps"]) == ("v3", 50)
     missing = api.post("/v1/runs", json={"machine_id": None, "task": "x"})
     assert missing.json()["error"]["details"] == [{"loc": ["machine_id"], "msg": "field required"}]
+
+
+def test_nul_characters_are_refused_where_they_are(api: httpx.Client) -> None:
+    """A NUL character anywhere in a body (PostgreSQL cannot store it) is a 422 at its location."""
+    task = api.post("/v1/runs", json=TASK_RUN | {"metadata": {"team": "a\u0000b"}})
+    assert task.status_code == 422
+    assert task.json()["error"]["details"][0]["loc"] == ["metadata", "team"]
+    key = api.post("/v1/runs", json=TASK_RUN | {"metadata": {"bad\u0000key": 1}})
+    assert key.json()["error"]["details"][0]["loc"] == ["metadata", "bad\u0000key"]
+    document = quick_workflow("nul") | {"steps": [{"id": "s", "type": "fail", "message": "\u0000"}]}
+    workflow = api.post("/v1/workflows", json=document)
+    assert workflow.json()["error"]["details"][0]["loc"] == ["steps", 0, "message"]
+    escaped = api.post("/v1/runs", json=TASK_RUN | {"task": "a literal \\u0000 is fine"})
+    assert escaped.status_code == 200

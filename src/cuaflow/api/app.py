@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from cuaflow.api import (
@@ -30,6 +30,7 @@ from cuaflow.api import (
     routes_workflows,
 )
 from cuaflow.api.auth import KeyCache
+from cuaflow.api.body_checks import reject_nul_characters
 from cuaflow.api.errors import install_error_handlers
 from cuaflow.api.event_hub import EventHub
 from cuaflow.api.middleware import RequestContextMiddleware
@@ -126,6 +127,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
         responses=_ERRORS,
+        dependencies=[Depends(reject_nul_characters)],
     )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=chosen.max_body_bytes)
