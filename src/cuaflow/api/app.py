@@ -10,6 +10,7 @@ and can send requests, with no asset from outside this server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib.resources
@@ -40,6 +41,7 @@ from cuaflow.api.settings import ApiSettings
 from cuaflow.api.write_lane import WriteLane
 from cuaflow.config import data_dir
 from cuaflow.engine.machine_pool import MachinePool
+from cuaflow.store import idempotency as idempotency_store
 from cuaflow.store.database import open_database
 from cuaflow.store.read_engine import read_engine
 from cuaflow.worker.worker import Worker
@@ -98,6 +100,8 @@ def create_app(
             worker.writer.on_commit(hub.on_commit)
             await worker.start()
         hub.start()
+        # Idempotency answers are kept 24 hours; drop older ones on each start.
+        await asyncio.to_thread(idempotency_store.purge_expired, db)
         # What exists now (modules, the app, settings) lives as long as the
         # process: keep it out of every later full garbage collection, whose
         # pauses otherwise grow with the imported code and stall the loop.
