@@ -73,6 +73,7 @@ async def drive_run(
     except StepFailed as failure:
         return await _finish(state, RunEnded("failed", error=failure.as_error()))
     except Suspended:
+        await _release_machines(state, finished=False)
         return "suspended"
     except TimeoutError:
         error = deadline_error(state.guards, state.current_step_id)
@@ -83,6 +84,7 @@ async def drive_run(
         return await _finish(state, RunEnded("cancelled", error=_cancelled()))
     except StoreError:
         log.exception("store failed while running %s; it will be retried", run_id)
+        await _release_machines(state, finished=False)
         return "released"
     except Exception as exc:
         log.exception("run %s failed on an internal error", run_id)
@@ -142,6 +144,8 @@ def _seconds_left(state: RunState) -> float | None:
 
 
 async def _finish(state: RunState, end: RunEnded) -> str:
+    # Machines first: once a run's final status is visible, it holds nothing.
+    await _release_machines(state, finished=True)
     unit = store.finish_unit(state.run_id, end.status, output=end.output, error=end.error)
     unit.update_run(state.run_id, iterations_used=state.iterations)
     task = state.bindings.get("task")
@@ -153,12 +157,22 @@ async def _finish(state: RunState, end: RunEnded) -> str:
     except StoreError:
         log.exception("could not record the end of run %s; it will be retried", state.run_id)
         return "released"
-    finally:
-        # The terminal is closed even when this process never used it: processes
-        # the run started before it waited or moved workers are listed on disk.
-        machines = dict(state.machines)
+    return "finished"
+
+
+async def _release_machines(state: RunState, *, finished: bool) -> None:
+    """Close the machines this execution of the run built.
+
+    A run that waits (or moves to another worker) keeps the processes its
+    terminal commands started, which later steps may still need; everything
+    else (browsers, ssh sessions) is closed. A finished run's terminal is
+    closed too, even when this process never used it: processes the run
+    started before it waited or moved are listed on disk.
+    """
+    machines = dict(state.machines)
+    if finished:
         machines.setdefault(LOCAL_TERMINAL, TerminalMachine(LOCAL_TERMINAL, state.workdir))
-        for machine in machines.values():
+    for machine in machines.values():
+        if finished or machine.kind != "terminal":
             with contextlib.suppress(Exception):
                 await machine.close()
-    return "finished"

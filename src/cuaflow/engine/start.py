@@ -111,6 +111,7 @@ class TaskRunOptions(BaseModel):
     budget_cents: int | None = Field(default=None, ge=0, le=100_000_000)
     deadline_seconds: int | None = Field(default=None, ge=1, le=86_400)
     on_awaiting_human: Literal["pause", "fail", "cancel"] = "pause"
+    awaiting_human_timeout_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
     webhook_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] | None = None
 
