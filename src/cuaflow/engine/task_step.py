@@ -77,6 +77,8 @@ async def run_task_step(
             async with state.pool.use(state, machine_id, ctx.waiting_for_machine) as machine:
                 ctx.machine = machine
                 outcome = await _perform(ctx, _agent(state, rendered, cua_version))
+                if ctx.pending_artifact is not None:  # the last frame, seen after the last step
+                    await ctx.pending_artifact
         except NotFound as exc:
             outcome = TaskOutcome.failed(str(exc), code="MACHINE_NOT_FOUND")
     except (StepFailed, asyncio.CancelledError) as stop:
@@ -274,6 +276,7 @@ class _Context:
     price: int
     machine_id: str = LOCAL_TERMINAL
     last_artifact: str | None = None
+    pending_artifact: asyncio.Task[str] | None = None
     steps: int = 0
     cost_cents: int = 0
 
@@ -285,7 +288,8 @@ class _Context:
         prefix = re.sub(r"[^A-Za-z0-9._-]", "_", self.step_path)
         stored = f"{prefix}-{name}"
         store = ArtifactStore(self.interp.state.pool.data_dir)
-        await asyncio.to_thread(store.save, self.run_id, stored, data)
+        # Written while the model thinks; end_agent_step waits for it before naming it.
+        self.pending_artifact = asyncio.create_task(asyncio.to_thread(store.save, self.run_id, stored, data))
         self.last_artifact = stored
         return stored
 
@@ -309,6 +313,9 @@ class _Context:
         *,
         earlier: Sequence[tuple[dict[str, Any], ActionResult]] = (),
     ) -> None:
+        if self.pending_artifact is not None:
+            await self.pending_artifact
+            self.pending_artifact = None
         state = self.interp.state
         state.spent_cents += self.price
         state.steps_completed += 1
