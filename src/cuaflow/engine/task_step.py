@@ -289,7 +289,9 @@ class _Context:
         stored = f"{prefix}-{name}"
         store = ArtifactStore(self.interp.state.pool.data_dir)
         # Written while the model thinks; end_agent_step waits for it before naming it.
-        self.pending_artifact = asyncio.create_task(asyncio.to_thread(store.save, self.run_id, stored, data))
+        self.pending_artifact = asyncio.create_task(
+            asyncio.to_thread(store.save, self.run_id, stored, data)
+        )
         self.last_artifact = stored
         return stored
 
