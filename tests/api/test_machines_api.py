@@ -67,12 +67,17 @@ def test_actions_run_on_a_machine_outside_any_run(api: httpx.Client) -> None:
 
 @pytest.mark.skipif(bool(missing_programs("browser")), reason="needs Chromium")
 def test_screenshot_of_a_browser_is_a_png(api: httpx.Client) -> None:
-    """A browser machine shows its screen as a PNG after navigating."""
-    api.post("/v1/machines/local-browser/actions", json={"type": "navigate", "url": "about:blank"})
-    shot = api.get("/v1/machines/local-browser/screenshot")
-    assert shot.status_code == 200
-    assert shot.headers["content-type"] == "image/png"
-    assert shot.content[:8] == b"\x89PNG\r\n\x1a\n"
+    """A browser machine shows its screen as a PNG; deleting it closes its Chromium."""
+    api.post("/v1/machines", json={"id": "web", "kind": "browser"})
+    api.post("/v1/machines/web/actions", json={"type": "navigate", "url": "about:blank"})
+    try:
+        shot = api.get("/v1/machines/web/screenshot")
+        assert shot.status_code == 200
+        assert shot.headers["content-type"] == "image/png"
+        assert shot.content[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        # The server outlives this test: its debugging browser must not.
+        assert api.delete("/v1/machines/web").status_code == 200
 
 
 def test_artifacts_of_another_tenants_run_are_not_found(api: httpx.Client, server: Server) -> None:
