@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +15,7 @@ from cuaflow.store import runs as store
 from cuaflow.store import tables
 from cuaflow.store.database import open_database
 from tests.db import database_url
+from tests.processes import kill, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -62,37 +58,6 @@ WORKFLOW: dict[str, Any] = {
 ACTIONS_PER_RUN = 2 + 2 + 3 + 3 + 2
 
 
-def _start_worker(db_url: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CUAFLOW_DATABASE_URL": db_url,
-        "CUAFLOW_DATA_DIR": str(data_dir),
-        "CUAFLOW_LEASE_SECONDS": "2",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cuaflow", "worker"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    # The whole process group: the worker and the shells its tasks run.
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _wait_until(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def _billed_steps(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(
@@ -115,23 +80,23 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
     run_ids = [start_workflow_run(engine, workflow, RunOptions())["id"] for _ in range(RUNS)]
     log = tmp_path / "worker.log"
 
-    worker = _start_worker(db_url, data_dir, log)
+    worker = start_worker(db_url, data_dir, log)
     # Kill once the runs are inside their first tasks and parallel branches.
-    _wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
-    _kill(worker)
+    wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
+    kill(worker)
     assert _statuses(engine, run_ids)["running"] > 0
 
-    worker = _start_worker(db_url, data_dir, log)
-    _wait_until(lambda: _statuses(engine, run_ids)["awaiting_human"] == RUNS, 60)
-    _kill(worker)  # while every run waits: nothing may change
+    worker = start_worker(db_url, data_dir, log)
+    wait_until(lambda: _statuses(engine, run_ids)["awaiting_human"] == RUNS, 60)
+    kill(worker)  # while every run waits: nothing may change
     for run_id in run_ids:
         store.resume_run(engine, run_id, approved=True)
 
-    worker = _start_worker(db_url, data_dir, log)
+    worker = start_worker(db_url, data_dir, log)
     try:
-        _wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
+        wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
     finally:
-        _kill(worker)
+        kill(worker)
 
     with engine.connect() as conn:
         billed: dict[str, int] = dict(
@@ -179,14 +144,14 @@ def test_two_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     workflow = parse_workflow(no_gate)
     run_ids = [start_workflow_run(engine, workflow, RunOptions())["id"] for _ in range(RUNS)]
     log = tmp_path / "worker.log"
-    first = _start_worker(db_url, data_dir, log)
-    second = _start_worker(db_url, data_dir, log)
+    first = start_worker(db_url, data_dir, log)
+    second = start_worker(db_url, data_dir, log)
     try:
-        _wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
-        _kill(first)
-        _wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
+        wait_until(lambda: _billed_steps(engine) >= 2 * RUNS, 60)
+        kill(first)
+        wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
     finally:
-        _kill(second)
+        kill(second)
     for run_id in run_ids:
         run = store.get_run(engine, run_id)
         events = store.events_after(engine, run_id, 0, limit=100_000)

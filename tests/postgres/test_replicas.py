@@ -20,7 +20,7 @@ from httpx_sse import connect_sse
 
 from cuaflow.store.database import open_database
 from cuaflow.store.keys import create_key
-from tests.postgres.processes import Replica, kill, start_worker, wait_until
+from tests.processes import Replica, kill, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from cuaflow.engine.start import RunOptions, start_workflow_run
 from cuaflow.store import runs as store
 from cuaflow.store import tables
 from cuaflow.store.database import open_database
-from tests.postgres.processes import kill, start_worker, wait_until
+from tests.processes import kill, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 

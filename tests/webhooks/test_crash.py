@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import collections
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ from cuaflow.store import runs as store
 from cuaflow.store import webhooks as outbox
 from cuaflow.store.database import open_database
 from tests.db import database_url
+from tests.processes import kill, start_worker, wait_until
 from tests.webhooks.receiver import Answer, Receiver, check_signatures
 
 pytestmark = pytest.mark.slow
@@ -37,37 +34,17 @@ TIMEOUT_SECONDS = 2  # the claimed attempt's lease is this plus 5 s
 
 
 def _start_worker(db_url: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CUAFLOW_DATABASE_URL": db_url,
-        "CUAFLOW_DATA_DIR": str(data_dir),
-        "CUAFLOW_LEASE_SECONDS": "2",
-        "CUAFLOW_WEBHOOK_ALLOW_PRIVATE": "1",
-        "CUAFLOW_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "CUAFLOW_WEBHOOK_RETRY_BASE_SECONDS": "0.1",
-        "CUAFLOW_WEBHOOK_POLL_SECONDS": "0.05",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cuaflow", "worker"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return start_worker(
+        db_url,
+        data_dir,
+        log,
+        env={
+            "CUAFLOW_WEBHOOK_ALLOW_PRIVATE": "1",
+            "CUAFLOW_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "CUAFLOW_WEBHOOK_RETRY_BASE_SECONDS": "0.1",
+            "CUAFLOW_WEBHOOK_POLL_SECONDS": "0.05",
+        },
     )
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def _deliveries(engine: sa.Engine, run_id: str) -> list[dict[str, Any]]:
@@ -100,11 +77,11 @@ def test_deliveries_survive_sigkill_and_arrive_exactly_once(
         )
         worker = _start_worker(db_url, tmp_path / "data", log)
         try:
-            _wait_until(lambda: len(receiver.received) == 2)  # both runs await a human
+            wait_until(lambda: len(receiver.received) == 2, 30)  # both runs await a human
             store.resume_run(engine, finishing, approved=True)
-            _wait_until(lambda: len(receiver.received) == 3)  # run.succeeded is in flight
+            wait_until(lambda: len(receiver.received) == 3, 30)  # run.succeeded is in flight
         finally:
-            _kill(worker)
+            kill(worker)
         hold.set()
 
         in_flight = _deliveries(engine, finishing)[1]
@@ -118,16 +95,17 @@ def test_deliveries_survive_sigkill_and_arrive_exactly_once(
 
         worker = _start_worker(db_url, tmp_path / "data", log)
         try:
-            _wait_until(
+            wait_until(
                 lambda: all(
                     d["status"] == "delivered"
                     for run_id in (finishing, cancelled)
                     for d in _deliveries(engine, run_id)
-                )
+                ),
+                30,
             )
             time.sleep(0.3)
         finally:
-            _kill(worker)
+            kill(worker)
 
     answered = [r for r in receiver.received if r.answer.hold is None]
     counts = collections.Counter(r.headers["webhook-id"] for r in answered)
