@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -53,7 +55,7 @@ async def drive_run(
         return "released"
     state = RunState(
         run=run,
-        workflow=Workflow.model_validate(run["definition"]),
+        workflow=_workflow_of(run),
         journal=journal,
         signals=signals,
         writer=writer,
@@ -97,13 +99,29 @@ def _load(
     engine: sa.Engine, run_id: str
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
     # One thread hop for everything a claimed run needs before it can execute.
+    # A run that never started has no journal and no answers yet: two queries saved.
     run = store.get_run(engine, run_id)
+    fresh = run["started_at"] is None
     return (
         run,
-        store.load_journal(engine, run_id),
-        store.load_signals(engine, run_id),
+        {} if fresh else store.load_journal(engine, run_id),
+        {} if fresh else store.load_signals(engine, run_id),
         load_secrets(engine, run["tenant_id"]),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _saved_workflow(workflow_id: str, version: int, definition: str) -> Workflow:
+    # Saved versions never change; runs of one version share their parsed definition.
+    return Workflow.model_validate_json(definition)
+
+
+def _workflow_of(run: dict[str, Any]) -> Workflow:
+    if run["workflow_id"] and run["workflow_version"] and run["kind"] == "workflow":
+        return _saved_workflow(
+            run["workflow_id"], run["workflow_version"], json.dumps(run["definition"])
+        )
+    return Workflow.model_validate(run["definition"])
 
 
 def _task_run_end(state: RunState, end: RunEnded) -> RunEnded:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cuaflow.errors import StoreError
 from cuaflow.store import tables
@@ -313,12 +315,15 @@ def _param(key: str) -> str:
 
 def _upsert_journal(conn: sa.Connection, rows: list[dict[str, Any]], now: float) -> None:
     journal = tables.journal
-    conn.execute(
-        journal.delete().where(
-            journal.c.run_id == sa.bindparam("_run_id"), journal.c.path == sa.bindparam("_path")
-        ),
-        [{"_run_id": row["run_id"], "_path": row["path"]} for row in rows],
-    )
     # One path may appear twice in a batch (started, then completed): keep the last.
-    latest = {(row["run_id"], row["path"]): row for row in rows}
-    conn.execute(journal.insert(), [row | {"created_at": now} for row in latest.values()])
+    latest = {(row["run_id"], row["path"]): row | {"created_at": now} for row in rows}
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    insert = dialect_insert(journal)
+    replace = {
+        name: insert.excluded[name]
+        for name in ("step_id", "step_type", "state", "result", "created_at")
+    }
+    conn.execute(
+        insert.on_conflict_do_update(index_elements=["run_id", "path"], set_=replace),
+        list(latest.values()),
+    )
