@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -11,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
+from cuaflow.store import runs as store
 from tests.postgres_server import free_port
 
 
@@ -92,3 +95,38 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "a con
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def check_recovered_run(
+    engine: sa.Engine, run_id: str, data_dir: Path, billed_cents: int, actions: int
+) -> int:
+    """Assert what must hold of a run that lived through worker crashes; return its restarts.
+
+    The event log is gap-free; no step completed twice; each scripted action
+    (one line in the run's ``effects.log``, named ``<step>[-i]:<n>``) ran once
+    unless its task step visibly restarted; billing, ``spent_cents`` and
+    ``steps_completed`` agree with the ``tool_call`` events exactly.
+    """
+    run = store.get_run(engine, run_id)
+    events = store.events_after(engine, run_id, 0, limit=100_000)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "gap in events"
+    completed = [
+        e["data"]["path"]
+        for e in events
+        if e["type"] == "step" and e["data"]["status"] == "succeeded"
+    ]
+    assert len(completed) == len(set(completed)), "a step completed twice"
+    restarted = {
+        e["data"]["step_id"]
+        for e in events
+        if e["type"] == "text" and "restarted" in e["data"]["message"]
+    }
+    counts = collections.Counter((data_dir / "runs" / run_id / "effects.log").read_text().split())
+    for action, count in counts.items():
+        step = action.split(":")[0].split("-")[0]
+        assert count == 1 or step in restarted, f"{action} of {run_id} ran {count} times"
+    tool_calls = [e for e in events if e["type"] == "tool_call"]
+    assert run["spent_cents"] == billed_cents == 5 * len(tool_calls)
+    assert run["steps_completed"] == len(tool_calls) >= actions
+    assert len(counts) == actions
+    return len(restarted)

@@ -15,7 +15,7 @@ from cuaflow.store import runs as store
 from cuaflow.store import tables
 from cuaflow.store.database import open_database
 from tests.db import database_url
-from tests.processes import kill, start_worker, wait_until
+from tests.processes import check_recovered_run, kill, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,13 @@ def _billed_steps(engine: sa.Engine) -> int:
         )
 
 
+def _billed_by_run(engine: sa.Engine) -> dict[str, int]:
+    billing = tables.billing
+    query = sa.select(billing.c.run_id, sa.func.sum(billing.c.cents)).group_by(billing.c.run_id)
+    with engine.connect() as conn:
+        return {run_id: int(cents) for run_id, cents in conn.execute(query).all()}
+
+
 def _statuses(engine: sa.Engine, run_ids: list[str]) -> collections.Counter[str]:
     return collections.Counter(store.get_run(engine, run_id)["status"] for run_id in run_ids)
 
@@ -98,40 +105,10 @@ def test_sigkill_during_tasks_parallel_and_approval_loses_and_repeats_nothing(
     finally:
         kill(worker)
 
-    with engine.connect() as conn:
-        billed: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]  # rows are (run_id, cents) pairs
-                sa.select(tables.billing.c.run_id, sa.func.sum(tables.billing.c.cents)).group_by(
-                    tables.billing.c.run_id
-                )
-            ).all()
-        )
+    billed = _billed_by_run(engine)
     restarts = 0
     for run_id in run_ids:
-        run = store.get_run(engine, run_id)
-        events = store.events_after(engine, run_id, 0, limit=100_000)
-        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        completed = [
-            e["data"]["path"]
-            for e in events
-            if e["type"] == "step" and e["data"]["status"] == "succeeded"
-        ]
-        assert len(completed) == len(set(completed)), "a step completed twice"
-        restarted = {
-            e["data"]["step_id"]
-            for e in events
-            if e["type"] == "text" and "restarted" in e["data"]["message"]
-        }
-        restarts += len(restarted)
-        effects = (data_dir / "runs" / run_id / "effects.log").read_text().split()
-        counts = collections.Counter(effects)
-        for action, count in counts.items():
-            step = action.split(":")[0].split("-")[0]
-            assert count == 1 or step in restarted, f"{action} ran {count} times"
-        tool_calls = [e for e in events if e["type"] == "tool_call"]
-        assert run["spent_cents"] == billed[run_id] == 5 * len(tool_calls)
-        assert run["steps_completed"] == len(tool_calls) >= ACTIONS_PER_RUN
-        assert len(set(counts)) == ACTIONS_PER_RUN
+        restarts += check_recovered_run(engine, run_id, data_dir, billed[run_id], ACTIONS_PER_RUN)
     assert restarts > 0, "the first kill should have interrupted tasks in flight"
 
 
@@ -152,16 +129,7 @@ def test_two_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         wait_until(lambda: _statuses(engine, run_ids)["succeeded"] == RUNS, 60)
     finally:
         kill(second)
+    billed = _billed_by_run(engine)
     for run_id in run_ids:
-        run = store.get_run(engine, run_id)
-        events = store.events_after(engine, run_id, 0, limit=100_000)
-        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        tool_calls = [e for e in events if e["type"] == "tool_call"]
-        assert run["spent_cents"] == 5 * len(tool_calls)
-        completed = [
-            e["data"]["path"]
-            for e in events
-            if e["type"] == "step" and e["data"]["status"] == "succeeded"
-        ]
-        assert len(completed) == len(set(completed))
+        check_recovered_run(engine, run_id, data_dir, billed[run_id], ACTIONS_PER_RUN)
     assert "database is locked" not in log.read_text()
