@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -15,6 +12,7 @@ from cuaflow.agents.providers.openai import OpenAIProvider
 from cuaflow.agents.verifier import VerifiedAgent
 from cuaflow.machines.programs import find_chromium
 from tests.agents.fakes import context_for, openai_turn, serve
+from tests.web import serve_pages
 
 browser = pytest.importorskip("cuaflow.machines.browser")
 if find_chromium() is None:
@@ -31,28 +29,8 @@ THANKS = b"<!doctype html><html><body><h1>Thanks!</h1></body></html>"
 @pytest.fixture
 def site() -> Iterator[tuple[str, list[str]]]:
     """A local web server with the form; yields its URL and the paths it was asked for."""
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            page = THANKS if self.path.startswith("/thanks") else FORM
-            self.send_response(200)
-            self.send_header("content-type", "text/html")
-            self.send_header("content-length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_pages(lambda path: THANKS if path.startswith("/thanks") else FORM) as served:
+        yield served
 
 
 async def test_the_model_fills_and_submits_a_form(site: tuple[str, list[str]]) -> None:

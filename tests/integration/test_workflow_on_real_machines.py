@@ -8,11 +8,8 @@ scaled to half size for the model and clicks mapped back to the screen.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +17,7 @@ from cuaflow.machines.registry import missing_programs
 from cuaflow.store.artifacts import ArtifactStore
 from tests.agents.fakes import openai_turn, serve
 from tests.integration.engine_harness import Harness, wf
+from tests.web import serve_pages
 
 pytestmark = pytest.mark.skipif(
     bool(missing_programs("browser") or missing_programs("desktop")),
@@ -47,29 +45,11 @@ root.mainloop()
 
 @pytest.fixture
 def site() -> Iterator[tuple[str, list[str]]]:
-    """A local web server with a form; yields its URL and the paths it was asked for."""
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            page = b"<h1>Thanks!</h1>" if self.path.startswith("/thanks") else FORM
-            self.send_response(200)
-            self.send_header("content-type", "text/html")
-            self.send_header("content-length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A local web server with the form; yields its URL and the paths it was asked for."""
+    with serve_pages(
+        lambda path: b"<h1>Thanks!</h1>" if path.startswith("/thanks") else FORM
+    ) as served:
+        yield served
 
 
 async def test_model_drives_a_browser_and_a_desktop_in_one_workflow(
