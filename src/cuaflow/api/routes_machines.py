@@ -24,13 +24,15 @@ from cuaflow.api.errors import ApiError, request_id_of, validation_error
 from cuaflow.api.serializers import iso, list_object
 from cuaflow.api.services import Services, services
 from cuaflow.dsl.actions import ACTION_ADAPTER
-from cuaflow.errors import InvalidState, Issue, NotFound
-from cuaflow.machines.base import Machine
+from cuaflow.errors import InvalidState, Issue, MachineError, NotFound
+from cuaflow.machines.base import Machine, Observation
 from cuaflow.machines.registry import SHARED_KINDS, build_machine
 from cuaflow.store import machines as machine_store
 from cuaflow.store.secrets import load_secrets
 
 router = APIRouter(tags=["machines"])
+# As in the agent loop: a refused capture is tried once more after this pause.
+OBSERVE_RETRY_SECONDS = 0.25
 Deps = Annotated[Services, Depends(services)]
 Reader = Annotated[Principal, Depends(require("machines:read"))]
 Writer = Annotated[Principal, Depends(require("machines:write"))]
@@ -137,7 +139,10 @@ async def delete(request: Request, machine_id: MachineId, svc: Deps, who: Writer
 async def screenshot(machine_id: MachineId, svc: Deps, who: Reader) -> Response:
     """A PNG of what the machine shows now (409 for a machine with no screen)."""
     async with _machine(svc, who, machine_id) as (machine, _):
-        observation = await machine.observe()
+        try:
+            observation = await _observe(machine)
+        except MachineError as exc:
+            raise ApiError(503, "MACHINE_ERROR", f"machine '{machine_id}': {exc}") from None
     if not observation.screenshot_png:
         raise ApiError(409, "NO_SCREEN", f"machine '{machine_id}' ({machine.kind}) has no screen")
     return Response(observation.screenshot_png, media_type="image/png")
@@ -169,6 +174,15 @@ async def act(
         "data": result.data,
         "request_id": request_id_of(request),
     }
+
+
+async def _observe(machine: Machine) -> Observation:
+    # A browser busy painting can refuse one capture; a second try a moment later decides.
+    try:
+        return await machine.observe()
+    except MachineError:
+        await asyncio.sleep(OBSERVE_RETRY_SECONDS)
+        return await machine.observe()
 
 
 @contextlib.asynccontextmanager
