@@ -119,6 +119,17 @@ def load_signals(engine: sa.Engine, run_id: str) -> dict[str, dict[str, Any]]:
         return {row["path"]: dict(row["payload"]) for row in conn.execute(query).mappings()}
 
 
+def _locked_run(conn: sa.Connection, run_id: str, tenant_id: str | None) -> Any:
+    """The run's row, locked for this transaction; ``NotFound`` if not in the tenant."""
+    query = sa.select(runs).where(runs.c.id == run_id).with_for_update()
+    if tenant_id is not None:
+        query = query.where(runs.c.tenant_id == tenant_id)
+    run = conn.execute(query).mappings().first()
+    if run is None:
+        raise NotFound(f"no run with id '{run_id}'")
+    return run
+
+
 def resume_run(
     engine: sa.Engine,
     run_id: str,
@@ -134,12 +145,7 @@ def resume_run(
     """
     now = time.time()
     with translate_errors(), engine.begin() as conn:
-        query = sa.select(runs).where(runs.c.id == run_id).with_for_update()
-        if tenant_id is not None:
-            query = query.where(runs.c.tenant_id == tenant_id)
-        run = conn.execute(query).mappings().first()
-        if run is None:
-            raise NotFound(f"no run with id '{run_id}'")
+        run = _locked_run(conn, run_id, tenant_id)
         if run["status"] != "awaiting_human":
             raise InvalidState(
                 f"run '{run_id}' is {run['status']}, not awaiting_human", code="NOT_AWAITING_HUMAN"
@@ -180,12 +186,7 @@ def request_cancel(engine: sa.Engine, run_id: str, tenant_id: str | None = None)
     """
     now = time.time()
     with translate_errors(), engine.begin() as conn:
-        query = sa.select(runs).where(runs.c.id == run_id).with_for_update()
-        if tenant_id is not None:
-            query = query.where(runs.c.tenant_id == tenant_id)
-        run = conn.execute(query).mappings().first()
-        if run is None:
-            raise NotFound(f"no run with id '{run_id}'")
+        run = _locked_run(conn, run_id, tenant_id)
         if run["status"] in FINISHED:
             raise InvalidState(f"run '{run_id}' already finished as {run['status']}")
         held = run["lease_owner"] is not None and (run["lease_expires_at"] or 0) > now
